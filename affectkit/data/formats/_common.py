@@ -1,0 +1,225 @@
+"""Label rules shared by every reader, and the collector that applies the bad-file policy.
+
+Conventions (all readers):
+
+- AffectNet expression ids 8 (none), 9 (uncertain), 10 (no-face) become ``expression=None`` and are counted in
+  ``Records.excluded`` as e.g. ``"expression 8 (none)"``; the sample is kept if it still has valence/arousal.
+- Valence/arousal of -2 (AffectNet's "invalid") become ``None`` and are counted as ``"valence -2 (invalid)"``.
+- A sample left with no label at all is dropped and counted as ``"no usable label"``.
+- Out-of-range labels (expression outside 0..10, |valence| or |arousal| > 1 other than -2, NaN) raise
+  ``ValueError`` naming the file and the value: they mean a broken dataset, not a bad sample.
+- Missing or unreadable annotation files (and images listed but absent) are skipped with a warning naming the
+  file and counted in ``excluded`` and ``problems``; with ``strict=True`` they raise ``ValueError`` instead.
+"""
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from affectkit.data.records import Records, Sample
+from affectkit.labels import AFFECTNET_INVALID_VA, AFFECTNET_NON_EXPRESSION, NUM_EXPRESSIONS, expression_id
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"})
+# Beyond this many per-file warnings in one read, the rest are summed up in one closing warning.
+MAX_FILE_WARNINGS = 20
+
+_SPLIT_NAMES = {
+    "train": "train", "training": "train",
+    "val": "val", "valid": "val", "validation": "val", "dev": "val",
+    "test": "test", "testing": "test",
+}
+
+
+def split_name(value: str) -> str | None:
+    """Normalised split name ("train"/"val"/"test") of a folder or column value, or None if not one."""
+    return _SPLIT_NAMES.get(str(value).strip().lower())
+
+
+@dataclass
+class ReadRecords(Records):
+    """``Records`` plus how many entries the reader met in total (kept and dropped)."""
+
+    n_found: int | None = None
+
+
+def _scalar(value: object) -> object:
+    """Unwrap a 0-d / 1-element numpy array (np.load of AffectNet's npy files) into a Python scalar."""
+    if isinstance(value, np.ndarray):
+        if value.size != 1:
+            raise ValueError(f"expected one value, got an array of shape {value.shape}")
+        value = value.reshape(()).item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value
+
+
+def _is_blank(value: object) -> bool:
+    return value is None or (isinstance(value, str) and value.strip() == "")
+
+
+def parse_expression(value: object, source: str) -> tuple[int | None, str | None]:
+    """``(id, exclusion reason)`` of a raw expression label: an id (int, float, numeric str) or a name.
+
+    Blank -> ``(None, None)``; AffectNet 8..10 -> ``(None, "expression 8 (none)")``; out of range -> ValueError.
+    """
+    value = _scalar(value)
+    if _is_blank(value):
+        return None, None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            number = float(text)
+        except ValueError:
+            try:
+                return expression_id(text), None
+            except KeyError as err:
+                raise ValueError(f"{source}: unknown expression label {text!r}") from err
+    elif isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{source}: expression label {value!r} is not an id or a name")
+    else:
+        number = float(value)  # type: ignore[arg-type]
+    if not math.isfinite(number) or number != int(number):
+        raise ValueError(f"{source}: expression {value!r} is not an integer id")
+    idx = int(number)
+    if 0 <= idx < NUM_EXPRESSIONS:
+        return idx, None
+    if idx in AFFECTNET_NON_EXPRESSION:
+        return None, f"expression {idx} ({AFFECTNET_NON_EXPRESSION[idx]})"
+    raise ValueError(f"{source}: expression {idx} is out of range 0..10")
+
+
+def parse_va(value: object, name: str, source: str) -> tuple[float | None, str | None]:
+    """``(value, exclusion reason)`` of a raw valence/arousal label in [-1, 1]; -2 means invalid."""
+    value = _scalar(value)
+    if _is_blank(value):
+        return None, None
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{source}: {name} {value!r} is not a number") from err
+    if number == AFFECTNET_INVALID_VA:
+        return None, f"{name} -2 (invalid)"
+    if not math.isfinite(number) or abs(number) > 1.0:
+        raise ValueError(f"{source}: {name} {value!r} is out of range [-1, 1] (or -2 for invalid)")
+    return number, None
+
+
+def parse_landmarks(value: object, source: str) -> np.ndarray | None:
+    """(N, 2) float32 landmarks from a flat array/list of numbers, or from a "x1;y1;x2;y2..." string."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if _is_blank(value):
+        return None
+    try:
+        if isinstance(value, str):
+            flat = np.array([v for v in re.split(r"[;,\s]+", value.strip()) if v], dtype=np.float32)
+        else:
+            flat = np.asarray(value, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{source}: landmarks are not numbers ({err})") from err
+    if flat.size % 2:
+        raise ValueError(f"{source}: landmarks hold an odd number of values ({flat.size})")
+    return flat.reshape(-1, 2)
+
+
+class Collector:
+    """Builds a reader's ``Records``: applies the label rules and the missing/unreadable-file policy."""
+
+    def __init__(self, fmt: str, root: Path, strict: bool = False):
+        self.fmt, self.root, self.strict = fmt, root, strict
+        self.samples: list[Sample] = []
+        self.excluded: Counter = Counter()
+        self.problems: list[tuple[str, str]] = []
+        self.n_found = 0
+        self._n_warned = 0
+
+    def problem(self, file: str | Path, reason: str, category: str) -> None:
+        """A missing/unreadable file: raise when strict, else warn (capped), count and remember it."""
+        message = f"{file}: {reason}"
+        if self.strict:
+            raise ValueError(message)
+        self.problems.append((str(file), reason))
+        self.excluded[category] += 1
+        if self._n_warned < MAX_FILE_WARNINGS:
+            warnings.warn(f"skipping {message}", stacklevel=3)
+        self._n_warned += 1
+
+    def drop(self, reason: str) -> None:
+        """A sample dropped by a label rule (not a file problem)."""
+        self.excluded[reason] += 1
+
+    def add(
+        self,
+        image: str,
+        key: str,
+        *,
+        expression: object = None,
+        valence: object = None,
+        arousal: object = None,
+        source: str | tuple[str, str, str] = "",
+        landmarks: np.ndarray | None = None,
+        box: tuple[int, int, int, int] | None = None,
+        soft_label: np.ndarray | None = None,
+        split: str | None = None,
+        parsed: bool = False,
+    ) -> Sample | None:
+        """Parse raw labels (unless ``parsed``), count exclusions, keep the sample if any label is usable.
+
+        ``source`` names the file (or the three files: expression, valence, arousal) for error messages.
+        """
+        src_e, src_v, src_a = (source,) * 3 if isinstance(source, str) else source
+        if not parsed:
+            expression, reason_e = parse_expression(expression, src_e or image)
+            valence, reason_v = parse_va(valence, "valence", src_v or image)
+            arousal, reason_a = parse_va(arousal, "arousal", src_a or image)
+            for reason in (reason_e, reason_v, reason_a):
+                if reason:
+                    self.excluded[reason] += 1
+        if expression is None and valence is None and arousal is None and soft_label is None:
+            self.excluded["no usable label"] += 1
+            return None
+        sample = Sample(
+            image=image, expression=expression, valence=valence, arousal=arousal,  # type: ignore[arg-type]
+            landmarks=landmarks, box=box, soft_label=soft_label, split=split, key=key,
+        )
+        self.samples.append(sample)
+        return sample
+
+    def records(self) -> ReadRecords:
+        if self._n_warned > MAX_FILE_WARNINGS:
+            warnings.warn(
+                f"{self._n_warned - MAX_FILE_WARNINGS} more bad files skipped in {self.root} "
+                f"(see Records.problems)", stacklevel=3,
+            )
+        return ReadRecords(
+            samples=self.samples, format=self.fmt, root=self.root, excluded=self.excluded,
+            problems=self.problems, n_found=self.n_found,
+        )
+
+
+def scandir_names(folder: Path) -> dict[str, bool]:
+    """``name -> is_dir`` of a folder, listed once (os.scandir avoids a stat per entry on most filesystems)."""
+    import os
+
+    with os.scandir(folder) as it:
+        return {e.name: e.is_dir() for e in it}
+
+
+def parse_box(text: str, source: str) -> tuple[int, int, int, int] | None:
+    """``(x, y, w, h)`` from "(x, y, w, h)" / "x y w h"; blank -> None."""
+    if _is_blank(text):
+        return None
+    parts = [p for p in re.split(r"[(),;\s]+", text) if p]
+    try:
+        x, y, w, h = (int(round(float(p))) for p in parts)
+    except ValueError as err:
+        raise ValueError(f"{source}: face box {text!r} is not four numbers") from err
+    if w <= 0 or h <= 0:
+        raise ValueError(f"{source}: face box {text!r} has no area")
+    return x, y, w, h

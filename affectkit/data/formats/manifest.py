@@ -1,0 +1,94 @@
+"""A CSV manifest: a ``path`` column plus any of ``expression``, ``valence``, ``arousal``, ``split``.
+
+Paths are relative to the CSV's folder (absolute paths are kept as they are); the dataset root is that folder
+and ``Sample.key`` is the path as written (posix). Each label cell may be empty; ``expression`` is an id
+(0..10, AffectNet rules) or a name/synonym. ``split`` values: train/val/test (or training/valid/validation/
+testing); an empty split cell is allowed only if every row's is empty. Given a folder, the manifest is
+``manifest.csv`` or else the only CSV there whose header has a ``path`` column.
+"""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from affectkit.data.formats._common import Collector, ReadRecords, split_name
+
+NAME = "manifest"
+LABEL_COLUMNS = ("expression", "valence", "arousal")
+DESCRIPTION = "a CSV file (manifest.csv, or any *.csv) with a 'path' column and expression/valence/arousal columns"
+
+
+def _header(path: Path) -> list[str]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return [c.strip().lower() for c in next(csv.reader(f), [])]
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def find_manifest(path: Path) -> Path | None:
+    """The manifest CSV for a file or folder path, or None. Several candidates in a folder -> ValueError."""
+    if path.is_file():
+        return path if "path" in _header(path) else None
+    if not path.is_dir():
+        return None
+    if "path" in _header(path / "manifest.csv"):
+        return path / "manifest.csv"
+    candidates = sorted(p for p in path.glob("*.csv") if "path" in _header(p))
+    if len(candidates) > 1:
+        raise ValueError(f"{path}: several manifest CSVs ({', '.join(p.name for p in candidates)}); "
+                         f"pass the one to use")
+    return candidates[0] if candidates else None
+
+
+def looks_like(path: Path) -> bool:
+    try:
+        return find_manifest(path) is not None
+    except ValueError:
+        return True  # ambiguous, but a manifest: read() gives the error
+
+
+def read(path: Path, strict: bool = False, label_mode: str = "majority") -> ReadRecords:
+    """Read a manifest CSV (or the folder holding it); see the module docstring."""
+    manifest = find_manifest(path)
+    if manifest is None:
+        raise ValueError(f"{path}: no CSV with a 'path' column found")
+    root = manifest.parent
+    with open(manifest, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = [c.strip().lower() for c in next(reader, [])]
+        rows = list(reader)
+    if not any(c in header for c in LABEL_COLUMNS):
+        raise ValueError(f"{manifest}: no label column; expected any of {', '.join(LABEL_COLUMNS)} next to 'path'")
+    col = {name: header.index(name) for name in ("path", "split", *LABEL_COLUMNS) if name in header}
+
+    def get(row: list[str], name: str) -> str:
+        i = col.get(name)
+        return row[i].strip() if i is not None and i < len(row) else ""
+
+    collector = Collector(NAME, root, strict)
+    root_str = str(root)
+    n_no_split = 0
+    for line, row in enumerate(rows, start=2):
+        if not row or not any(c.strip() for c in row):
+            continue
+        collector.n_found += 1
+        source = f"{manifest}:{line}"
+        rel = get(row, "path").replace("\\", "/")
+        if not rel:
+            collector.problem(source, "row without a path", "missing image")
+            continue
+        split = None
+        if "split" in col:
+            raw = get(row, "split")
+            split = split_name(raw) if raw else None
+            if raw and split is None:
+                raise ValueError(f"{source}: unknown split {raw!r}; use train, val or test")
+            n_no_split += split is None
+        image = rel if Path(rel).is_absolute() else f"{root_str}/{rel}"
+        collector.add(image, rel, expression=get(row, "expression"), valence=get(row, "valence"),
+                      arousal=get(row, "arousal"), source=source, split=split)
+    if 0 < n_no_split < collector.n_found and any(s.split for s in collector.samples):
+        raise ValueError(f"{manifest}: {n_no_split} row(s) have an empty split while others have one; "
+                         f"fill every split cell or none")
+    return collector.records()
