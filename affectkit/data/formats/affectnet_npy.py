@@ -10,6 +10,8 @@ stat) and npy headers are parsed once per distinct header (they repeat) instead 
 from __future__ import annotations
 
 import ast
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,7 @@ from affectkit.data.formats._common import IMAGE_EXTENSIONS, Collector, ReadReco
 NAME = "affectnet_npy"
 SPLIT_FOLDERS = {"train_set": "train", "val_set": "val"}
 _REQUIRED = ("exp", "val", "aro")
+_IO_THREADS = min(8, 2 * (os.cpu_count() or 1))
 
 _header_cache: dict[bytes, tuple[np.dtype, tuple[int, ...], bool]] = {}
 
@@ -90,32 +93,48 @@ def _read_part(collector: Collector, root: Path, folder: Path, split: str | None
     for image_id in sorted(ann_ids - images.keys()):
         collector.n_found += 1
         collector.problem(f"{ann_str}/{image_id}_exp.npy", "annotation without an image in images/", "missing image")
-    for image_id in sorted(images):
-        collector.n_found += 1
-        name = images[image_id]
-        values = {}
+    def load(image_id: str) -> tuple[dict, tuple[str, str, str] | None]:
+        """Raw npy values of one id, or the first (file, reason, category) problem; runs in worker threads."""
+        values: dict = {}
         for kind in _REQUIRED:
             ann = f"{image_id}_{kind}.npy"
             if ann not in annotations:
-                collector.problem(f"{ann_str}/{ann}", "missing annotation file", "missing annotation")
-                break
+                return values, (f"{ann_str}/{ann}", "missing annotation file", "missing annotation")
             try:
                 values[kind] = load_npy(f"{ann_str}/{ann}")
             except (OSError, ValueError, SyntaxError) as err:
-                collector.problem(f"{ann_str}/{ann}", f"unreadable annotation ({err})", "unreadable annotation")
-                break
-        else:
+                return values, (f"{ann_str}/{ann}", f"unreadable annotation ({err})", "unreadable annotation")
+        lnd = f"{image_id}_lnd.npy"
+        if lnd in annotations:
+            try:
+                values["lnd"] = load_npy(f"{ann_str}/{lnd}")
+            except (OSError, ValueError, SyntaxError) as err:
+                values["lnd"] = err
+        return values, None
+
+    ids = sorted(images)
+    # File opens dominate on cold caches; threads overlap them (the GIL is released during I/O).
+    with ThreadPoolExecutor(_IO_THREADS) as pool:
+        results = pool.map(load, ids) if len(ids) > 256 else map(load, ids)
+        for image_id, (values, problem) in zip(ids, results):
+            collector.n_found += 1
+            if problem is not None:
+                collector.problem(*problem)
+                continue
             landmarks = None
-            lnd = f"{image_id}_lnd.npy"
-            if lnd in annotations:
-                source = f"{ann_str}/{lnd}"
+            lnd = values.get("lnd")
+            if lnd is not None:
+                source = f"{ann_str}/{image_id}_lnd.npy"
                 try:
-                    landmarks = parse_landmarks(load_npy(source), source)
-                except (OSError, SyntaxError, ValueError) as err:
+                    if isinstance(lnd, Exception):
+                        raise ValueError(str(lnd))
+                    landmarks = parse_landmarks(lnd, source)
+                except ValueError as err:
                     # Landmarks are optional: a bad file loses them, not the sample (unless strict).
                     if collector.strict:
                         raise ValueError(f"{source}: unreadable landmarks ({err})") from err
                     collector.problems.append((source, f"unreadable landmarks ({err})"))
+            name = images[image_id]
             collector.add(
                 f"{img_dir}/{name}", f"{prefix}images/{name}",
                 expression=values["exp"], valence=values["val"], arousal=values["aro"],
