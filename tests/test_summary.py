@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from affectkit.data import format_summary, read_dataset, summarize
+from affectkit.data import ImageError, format_summary, read_dataset, summarize
 from affectkit.labels import EXPRESSIONS
 
 KEYS = {"format", "root", "n_images", "n_usable", "per_class", "valence", "arousal", "excluded", "image_size",
@@ -49,6 +49,8 @@ def test_summary_counts_and_bad_images(manifest_root: Path) -> None:
     json.dumps(summary)  # JSON-ready
     text = format_summary(summary)
     assert "Neutral" in text and "bad image: empty file" in text and "9 found, 6 usable" in text
+    with pytest.raises(ImageError):
+        summarize(records, strict=True)
 
 
 def test_summary_without_scan_keeps_bad_files(manifest_root: Path) -> None:

@@ -57,8 +57,9 @@ def _image_sizes(records_samples: list, limit: int = SIZE_SAMPLE) -> dict | None
     return stats
 
 
-def summarize(records: Records, scan: bool = True) -> dict:
-    """Describe a read dataset. ``scan=True`` decodes every image and counts bad files in ``excluded``.
+def summarize(records: Records, scan: bool = True, strict: bool = False) -> dict:
+    """Describe a read dataset. ``scan=True`` decodes every image and counts bad files in ``excluded``
+    (``strict=True``: the first bad image raises ``ImageError`` instead).
 
     Keys: format, root, n_images (entries found, including excluded ones), n_usable, per_class (all 8
     expression names), valence, arousal (``{n, min, max, mean, std, histogram: {edges, counts}}`` or None),
@@ -68,7 +69,7 @@ def summarize(records: Records, scan: bool = True) -> dict:
     samples = list(records.samples)
     excluded = Counter(records.excluded)
     if scan:
-        samples, problems = scan_images(samples)
+        samples, problems = scan_images(samples, strict=strict)
         for _, reason in problems:
             excluded[f"bad image: {reason.split(':', 1)[0]}"] += 1
     n_found = getattr(records, "n_found", None)
