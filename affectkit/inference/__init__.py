@@ -1,0 +1,24 @@
+"""Using a trained model: face detection, Predictor, batch/video prediction, ONNX export, web demo.
+
+Imports are lazy so that ``import affectkit.inference`` loads neither torch nor onnxruntime.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "Face": "faces", "FaceDetector": "faces", "align_face": "faces", "whole_image_face": "faces",
+    "Predictor": "predictor", "FacePrediction": "predictor", "read_image": "predictor",
+    "UnreadableImageError": "predictor",
+    "run_predict": "video", "expand_inputs": "video", "iter_frames": "video", "draw_predictions": "video",
+    "ROW_FIELDS": "video",
+    "export_onnx": "export", "export_model": "export", "read_onnx_metadata": "export",
+    "serve": "serve", "make_server": "serve",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
