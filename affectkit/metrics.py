@@ -179,7 +179,7 @@ def regression_metrics(y_true: Any, y_pred: Any, *, ci: bool = False, n_boot: in
     if ci:
         t, p, _ = _prepare_regression(y_true, y_pred)
         cis = _bootstrap_batched(lambda counts: _regression_batch(t, p, counts), t.size, REGRESSION_SCALARS,
-                                 n_boot, alpha, seed)
+                                 n_boot, alpha, seed, out)
         out.update({f"{k}_ci": cis[k] for k in REGRESSION_SCALARS})
     return out
 
@@ -303,8 +303,11 @@ def _auc_batch(scores: np.ndarray, t_idx: np.ndarray, w: np.ndarray) -> tuple[np
             starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
             wo = w[:, order]
             wp = wo * pos[order]
-            gp = np.add.reduceat(wp, starts, axis=1)  # per tie group, ascending score
-            gn = np.add.reduceat(wo - wp, starts, axis=1)
+            wo -= wp  # now the negatives' weights
+            if starts.size == s.size:  # no ties: every row is its own group
+                gp, gn = wp, wo
+            else:  # per tie group, ascending score
+                gp, gn = np.add.reduceat(wp, starts, axis=1), np.add.reduceat(wo, starts, axis=1)
             n_pos = gp.sum(axis=1)
             n_neg = gn.sum(axis=1)
             below = np.cumsum(gn, axis=1) - gn
@@ -375,7 +378,7 @@ def _classification(y_true: Any, y_prob: Any, labels: Sequence[int], names: Sequ
                 _warn("AUC-ROC and AUC-PR undefined: fewer than 2 classes present in y_true; set to NaN")
     if ci:
         cis = _bootstrap_batched(lambda counts: _classification_batch(t_idx, p_idx, scores, counts, k),
-                                 t_idx.size, CLASSIFICATION_SCALARS, n_boot, alpha, seed)
+                                 t_idx.size, CLASSIFICATION_SCALARS, n_boot, alpha, seed, out)
         out.update({f"{key}_ci": cis[key] for key in CLASSIFICATION_SCALARS})
     return out
 
@@ -500,17 +503,20 @@ def _percentile_interval(values: np.ndarray, alpha: float, name: str) -> list[fl
 
 
 def _bootstrap_batched(batch_fn: Callable[[np.ndarray], dict[str, np.ndarray]], n: int, keys: Sequence[str],
-                       n_boot: int, alpha: float, seed: int) -> dict[str, list[float]]:
+                       n_boot: int, alpha: float, seed: int, point: dict[str, Any]) -> dict[str, list[float]]:
+    """CIs for ``keys``; a key whose point estimate is already NaN (and warned about) gets [nan, nan] quietly."""
     _check_boot_args(n_boot, alpha)
-    if n == 0:
-        _warn("bootstrap CIs undefined on empty input; set to NaN")
-        return {k: [float("nan"), float("nan")] for k in keys}
+    nan_pair = [float("nan"), float("nan")]
+    defined = [k for k in keys if not math.isnan(point[k])]
+    if n == 0 or not defined:
+        return {k: list(nan_pair) for k in keys}
     parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     for idx in _index_blocks(n, int(n_boot), seed):
         res = batch_fn(_counts(idx, n))
         for k in keys:
             parts[k].append(res[k])
-    return {k: _percentile_interval(np.concatenate(parts[k]), alpha, k) for k in keys}
+    return {k: _percentile_interval(np.concatenate(parts[k]), alpha, k) if k in defined else list(nan_pair)
+            for k in keys}
 
 
 def _regression_batched_fn(key: str) -> Callable[..., np.ndarray]:
