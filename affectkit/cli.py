@@ -1,0 +1,265 @@
+"""The `affectkit` command line: thin wrappers that parse flags and call the library functions."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _weights_arg(v: str) -> str:
+    return v
+
+
+def cmd_synth(a):
+    from affectkit.data.synth import generate
+
+    out = generate(a.out, a.n, seed=a.seed, size=a.size, workers=a.workers, progress=not a.quiet)
+    print(f"wrote {a.n} synthetic faces to {out}")
+
+
+def cmd_data_summary(a):
+    from affectkit.data import read_dataset
+    from affectkit.data.summary import format_summary, summarize
+
+    rec = read_dataset(a.path, format=a.format, strict=a.strict, label_mode=a.label_mode)
+    s = summarize(rec)
+    print(json.dumps(s, indent=1, default=str) if a.json else format_summary(s))
+
+
+_TRAIN_FLAGS = {
+    # flag: (type, help)
+    "data": (str, "dataset folder (layout detected automatically)"),
+    "format": (str, "force a dataset layout: affectnet_npy, affectnet_csv, ferplus, image_folder, manifest"),
+    "backbone": (str, "vgg16, resnet50, mobilenet_v2, efficientnet_lite0, timm:<name>, ..."),
+    "weights": (_weights_arg, "imagenet (default; offline caches and packaged weights), none, or a PATH"),
+    "epochs": (int, "epochs (default 25)"),
+    "batch_size": (int, "batch size (default 32)"),
+    "image_size": (int, "input size in pixels (default 224)"),
+    "lr": (float, "learning rate of the head (default 1e-4)"),
+    "seed": (int, "random seed"),
+    "name": (str, "model name in reports"),
+    "label_mode": (str, "FER+: majority or distribution"),
+    "devices": (str, "devices per node (int or 'auto')"),
+    "num_nodes": (int, "nodes for multi-node training"),
+    "strategy": (str, "training strategy, e.g. ddp"),
+    "accelerator": (str, "cpu, gpu or auto"),
+    "precision": (str, "auto, 32-true, bf16-mixed, 16-mixed"),
+}
+
+
+def _devices(v):
+    if v is None:
+        return None
+    return int(v) if str(v).isdigit() else v
+
+
+def cmd_train(a):
+    from affectkit.training.config import load_config
+    from affectkit.training.run import train
+
+    over = {k: getattr(a, k) for k in _TRAIN_FLAGS}
+    over["devices"] = _devices(over["devices"])
+    if a.deterministic:
+        over["deterministic"] = True
+    for kv in a.set or []:
+        k, _, v = kv.partition("=")
+        import yaml
+
+        over[k.replace("-", "_")] = yaml.safe_load(v)
+    cfg = load_config(a.config, **over)
+    run = train(cfg, out=a.out, resume=a.resume)
+    print(f"run folder: {run}")
+
+
+def cmd_evaluate(a):
+    from affectkit.evaluation import evaluate
+
+    res = evaluate(a.run, data=a.data, format=a.format, split=a.split, out=a.out, tta=a.tta,
+                   batch_size=a.batch_size, devices=_devices(a.devices) or 1, strategy=a.strategy,
+                   num_nodes=a.num_nodes, progress=True)
+    keys = ["n", "accuracy", "f1_macro", "kappa", "krippendorff_alpha", "auc_roc", "auc_pr"]
+    print(json.dumps({k: res.get(k) for k in keys} | {"valence": res.get("valence"), "arousal": res.get("arousal"),
+                                                      "warnings": res.get("warnings")}, indent=1))
+    if res.get("metrics_path"):
+        print(f"metrics: {res['metrics_path']}")
+
+
+def cmd_report(a):
+    from affectkit.report.writer import write_report
+
+    print(write_report(a.run, split=a.split))
+
+
+def cmd_compare(a):
+    from affectkit.report.compare import compare_runs
+
+    paths = compare_runs(a.runs, a.out, split=a.split)
+    md = Path(paths["md"]) if "md" in paths else None
+    if md and md.is_file():
+        print(md.read_text())
+    for k, p in paths.items():
+        print(f"{k}: {p}")
+
+
+def cmd_demo(a):
+    from affectkit.demo import run_demo
+
+    run_demo(out=a.out, n=a.n, size=a.size, epochs=a.epochs, backbones=a.backbones, seed=a.seed)
+
+
+def cmd_cache(a):
+    from affectkit.data import read_dataset
+    from affectkit.data.cache import build_store
+
+    rec = read_dataset(a.path, format=a.format, strict=a.strict)
+    store = build_store(rec.samples, a.size, cache_dir=a.cache_dir, strict=a.strict, progress=True)
+    print(f"{int(store.ok.sum())}/{len(store)} images cached at {a.size}px in {store.folder}")
+
+
+def cmd_predict(a):
+    from affectkit.inference import run_predict
+
+    rows = run_predict(a.checkpoint, a.inputs, out=a.out, annotate=a.annotate, detect=not a.no_detect,
+                       backend=a.backend, every_n=a.every_n, batch_size=a.batch_size, threshold=a.threshold,
+                       tta=a.tta)
+    if not a.out:
+        for r in rows:
+            print(json.dumps(r, default=str))
+
+
+def cmd_export(a):
+    from affectkit.inference import export_onnx
+
+    if a.format != "onnx":
+        raise SystemExit(f"unsupported export format {a.format!r}: only onnx")
+    print(export_onnx(a.checkpoint, a.out))
+
+
+def cmd_serve(a):
+    from affectkit.inference import serve
+
+    serve(a.checkpoint, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="affectkit", description="Train, evaluate, compare and deploy facial affect models.")
+    sub = p.add_subparsers(dest="verb", required=True)
+
+    s = sub.add_parser("synth", help="write the built-in synthetic face dataset (AffectNet layout)")
+    s.add_argument("--out", required=True)
+    s.add_argument("-n", type=int, default=2000)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--size", type=int, default=128)
+    s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(fn=cmd_synth)
+
+    d = sub.add_parser("data", help="inspect datasets")
+    dsub = d.add_subparsers(dest="data_verb", required=True)
+    ds = dsub.add_parser("summary", help="images, classes, valence/arousal, exclusions")
+    ds.add_argument("path")
+    ds.add_argument("--format", default=None)
+    ds.add_argument("--json", action="store_true")
+    ds.add_argument("--strict", action="store_true")
+    ds.add_argument("--label-mode", default="majority")
+    ds.set_defaults(fn=cmd_data_summary)
+
+    t = sub.add_parser("train", help="train a model; writes a run folder")
+    t.add_argument("--config", default=None, help="YAML config; flags override it")
+    t.add_argument("--out", default=None, help="run folder (default runs/<name>)")
+    for flag, (typ, hlp) in _TRAIN_FLAGS.items():
+        t.add_argument("--" + flag.replace("_", "-"), dest=flag, type=typ, default=None, help=hlp)
+    t.add_argument("--deterministic", action="store_true")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config option, e.g. --set va_loss=ccc")
+    t.set_defaults(fn=cmd_train)
+
+    e = sub.add_parser("evaluate", help="every metric of a checkpoint on a split")
+    e.add_argument("run", help="run folder or .ckpt file")
+    e.add_argument("--data", default=None)
+    e.add_argument("--format", default=None)
+    e.add_argument("--split", default="test")
+    e.add_argument("--out", default=None, help="metrics JSON path")
+    e.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--devices", default=None)
+    e.add_argument("--strategy", default="auto")
+    e.add_argument("--num-nodes", type=int, default=1)
+    e.set_defaults(fn=cmd_evaluate)
+
+    r = sub.add_parser("report", help="(re)write a run's HTML/Markdown report")
+    r.add_argument("run")
+    r.add_argument("--split", default="test")
+    r.set_defaults(fn=cmd_report)
+
+    c = sub.add_parser("compare", help="side-by-side table of several runs")
+    c.add_argument("runs", nargs="+")
+    c.add_argument("--out", default="comparison")
+    c.add_argument("--split", default="test")
+    c.set_defaults(fn=cmd_compare)
+
+    m = sub.add_parser("demo", help="the whole study on built-in synthetic faces: VGG16 vs ResNet50")
+    m.add_argument("--out", default="affectkit_demo")
+    m.add_argument("-n", type=int, default=None, help="number of synthetic faces")
+    m.add_argument("--size", type=int, default=None, help="image size in pixels")
+    m.add_argument("--epochs", type=int, default=None)
+    m.add_argument("--backbones", nargs="+", default=None)
+    m.add_argument("--seed", type=int, default=0)
+    m.set_defaults(fn=cmd_demo)
+
+    pr = sub.add_parser("predict", help="expressions and valence/arousal for faces in images and videos")
+    pr.add_argument("checkpoint", help=".ckpt, run folder or .onnx")
+    pr.add_argument("inputs", nargs="+", help="image files, folders, globs, video files")
+    pr.add_argument("--out", default=None, help="results.csv or results.json")
+    pr.add_argument("--annotate", default=None, help="folder for annotated copies")
+    pr.add_argument("--no-detect", action="store_true", help="inputs are already face crops")
+    pr.add_argument("--backend", default="torch", choices=["torch", "onnx"])
+    pr.add_argument("--every-n", type=int, default=10, help="video: every Nth frame")
+    pr.add_argument("--batch-size", type=int, default=32)
+    pr.add_argument("--threshold", type=float, default=0.9, help="face detection confidence")
+    pr.add_argument("--tta", action="store_true")
+    pr.set_defaults(fn=cmd_predict)
+
+    x = sub.add_parser("export", help="export a checkpoint for portable inference")
+    x.add_argument("checkpoint")
+    x.add_argument("--format", default="onnx")
+    x.add_argument("--out", default="model.onnx")
+    x.set_defaults(fn=cmd_export)
+
+    sv = sub.add_parser("serve", help="web demo and JSON API")
+    sv.add_argument("checkpoint")
+    sv.add_argument("--host", default="127.0.0.1")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--max-upload-mb", type=float, default=10)
+    sv.set_defaults(fn=cmd_serve)
+
+    ca = sub.add_parser("cache", help="decode a dataset once into a memory-mapped uint8 store")
+    ca.add_argument("path")
+    ca.add_argument("--size", type=int, required=True)
+    ca.add_argument("--format", default=None)
+    ca.add_argument("--cache-dir", default=None)
+    ca.add_argument("--strict", action="store_true")
+    ca.set_defaults(fn=cmd_cache)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
+        print(f"affectkit {args.verb}: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        from affectkit.models import WeightsNotFoundError
+
+        if isinstance(e, WeightsNotFoundError):
+            print(f"affectkit {args.verb}: error: {e}", file=sys.stderr)
+            return 2
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

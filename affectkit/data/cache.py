@@ -1,0 +1,127 @@
+"""Decoded-image store: every image decoded and resized once into a memory-mapped uint8 array.
+
+Training then reads batches with one fancy-index into the map instead of decoding JPEGs every epoch. A store is
+keyed by a hash of the source files (path, size, mtime), the crop boxes and the pixel size, so a change to any of
+them makes a new store instead of serving stale pixels.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from affectkit.data.records import Sample
+
+STORE_VERSION = 1
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("AFFECTKIT_CACHE", Path.home() / ".cache" / "affectkit"))
+
+
+def decode_resized(sample: Sample, size: int) -> np.ndarray:
+    """Decode one sample's image (cropped to its box) and resize it to size x size RGB uint8."""
+    from affectkit.data.images import load_image
+
+    img = load_image(sample.image, box=sample.box, target_size=size)
+    if img.shape[0] != size or img.shape[1] != size:
+        img = np.asarray(Image.fromarray(img).resize((size, size), Image.BILINEAR, reducing_gap=3.0))
+    return img
+
+
+def source_fingerprint(samples: list[Sample], size: int) -> str:
+    h = hashlib.sha256(f"v{STORE_VERSION}:{size}".encode())
+    for s in samples:
+        if isinstance(s.image, np.ndarray):
+            h.update(hashlib.sha1(np.ascontiguousarray(s.image).tobytes()).digest())
+        else:
+            try:
+                st = os.stat(s.image)
+                h.update(f"{os.path.abspath(s.image)}|{st.st_size}|{st.st_mtime_ns}".encode())
+            except OSError:
+                h.update(f"{s.image}|missing".encode())
+        h.update(repr(s.box).encode())
+    return h.hexdigest()[:20]
+
+
+def _decode_chunk(args):
+    path, shape, samples, start, size = args
+    arr = np.lib.format.open_memmap(path, mode="r+")
+    bad = []
+    for j, s in enumerate(samples):
+        try:
+            arr[start + j] = decode_resized(s, size)
+        except Exception as e:  # one bad file never stops the build: it is marked and reported
+            bad.append((start + j, f"{s.image}: {e}"))
+    arr.flush()
+    del arr
+    return bad
+
+
+class ImageStore:
+    """A read-only (N, S, S, 3) uint8 array plus an ``ok`` mask of images that decoded."""
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+        meta = json.loads((self.folder / "meta.json").read_text())
+        self.size = meta["size"]
+        self.ok = np.asarray(meta["ok"], dtype=bool)
+        self.problems = [tuple(p) for p in meta.get("problems", [])]
+        self.images = np.load(self.folder / "images.npy", mmap_mode="r")
+
+    def __len__(self) -> int:
+        return len(self.ok)
+
+
+def build_store(samples: list[Sample], size: int, cache_dir: str | Path | None = None, workers: int | None = None,
+                strict: bool = False, progress: bool = False) -> ImageStore:
+    """Return the store for these samples at this size, building it when absent or stale."""
+    folder = Path(cache_dir or default_cache_dir()) / f"{source_fingerprint(samples, size)}-{size}px"
+    if (folder / "meta.json").is_file():
+        return ImageStore(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / "images.tmp.npy"
+    n = len(samples)
+    arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
+    del arr
+    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    chunk = max(64, -(-n // (workers * 8))) if n else 1
+    jobs = [(str(tmp), (n, size, size, 3), samples[i:i + chunk], i, size) for i in range(0, n, chunk)]
+    bad: list[tuple[int, str]] = []
+    it = None
+    if workers > 1 and n > 256 and not any(isinstance(s.image, np.ndarray) for s in samples[:1]):
+        with ProcessPoolExecutor(workers) as ex:
+            it = list(_progress(ex.map(_decode_chunk, jobs), len(jobs), progress, f"caching {n} images at {size}px"))
+    else:
+        it = [_decode_chunk(j) for j in _progress(jobs, len(jobs), progress, f"caching {n} images at {size}px")]
+    for b in it:
+        bad.extend(b)
+    if bad and strict:
+        raise ValueError(f"{len(bad)} image(s) could not be decoded, first: {bad[0][1]}")
+    for _, msg in bad[:20]:
+        warnings.warn(f"skipping unreadable image {msg}", stacklevel=2)
+    if len(bad) > 20:
+        warnings.warn(f"... and {len(bad) - 20} more unreadable images", stacklevel=2)
+    ok = np.ones(n, dtype=bool)
+    ok[[i for i, _ in bad]] = False
+    os.replace(tmp, folder / "images.npy")
+    meta = {"size": size, "n": n, "ok": ok.tolist(), "problems": [[s, m] for s, m in bad],
+            "keys_hash": hashlib.sha1("\n".join(s.key for s in samples).encode()).hexdigest()}
+    tmp_meta = folder / "meta.json.tmp"
+    tmp_meta.write_text(json.dumps(meta))
+    os.replace(tmp_meta, folder / "meta.json")  # written last: a store with meta.json is complete
+    return ImageStore(folder)
+
+
+def _progress(it, total, enabled, desc):
+    if not enabled:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, total=total, desc=desc, unit="chunk")

@@ -1,0 +1,122 @@
+"""Evaluate a trained model on a split: every metric, collapse checks, predictions for the report."""
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import yaml
+
+THUMBS_PER_CLASS = 4
+MAX_THUMBS = 32
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items() if not k.startswith("_")}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
+
+
+def pick_thumbs(y_true: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Indices for the sample grid: up to 4 per class, so every expression shows, then random fill."""
+    rng = np.random.default_rng(seed)
+    picked: list[int] = []
+    for c in range(8):
+        idx = np.flatnonzero(y_true == c)
+        picked.extend(rng.permutation(idx)[:THUMBS_PER_CLASS].tolist())
+    rest = np.setdiff1d(np.arange(len(y_true)), picked)
+    picked.extend(rng.permutation(rest)[: max(0, MAX_THUMBS - len(picked))].tolist())
+    return np.asarray(sorted(picked[:MAX_THUMBS]), dtype=np.int64)
+
+
+def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: str | None = None,
+             split: str = "test", out: str | Path | None = None, tta: bool = False, batch_size: int = 64,
+             devices: Any = 1, strategy: str = "auto", accelerator: str = "auto", num_nodes: int = 1,
+             label_mode: str | None = None, progress: bool = False) -> dict[str, Any]:
+    """Metrics of a checkpoint on one split of a dataset.
+
+    ``run_or_ckpt`` is a run folder (its best checkpoint and its saved split are used) or a ``.ckpt`` file. The
+    split is the run's saved split file when the data is the run's data; otherwise the dataset's own split named
+    ``split`` (or ``all``: every usable sample). Writes ``<run>/eval/<split>_metrics.json`` and
+    ``<split>_predictions.npz`` (or ``out``) and returns the metrics dict: classification keys at top level,
+    ``valence`` and ``arousal`` objects, ``n`` and ``warnings`` (collapse checks).
+    """
+    from affectkit.collapse import detect_collapse
+    from affectkit.data import read_dataset
+    from affectkit.data.module import AffectDataModule
+    from affectkit.data.splits import load_split, make_split
+    from affectkit.training.checkpoint import read_checkpoint, resolve_checkpoint, META_KEY
+    from affectkit.training.module import AffectModule
+
+    src = Path(run_or_ckpt)
+    ckpt_path = resolve_checkpoint(src)
+    run_dir = src if src.is_dir() else (ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else None)
+    ckpt = read_checkpoint(ckpt_path)
+    cfg = dict(ckpt[META_KEY]["config"])
+    data = str(data) if data is not None else cfg.get("data")
+    if data is None:
+        raise ValueError("no data given: pass --data PATH")
+    same_data = cfg.get("data") is not None and Path(data).resolve() == Path(cfg["data"]).resolve()
+    records = read_dataset(data, format=format or (cfg.get("format") if same_data else None),
+                           label_mode=label_mode or cfg.get("label_mode", "majority"))
+    if split == "all":
+        parts = {"all": [s.key for s in records.samples]}
+    elif same_data and run_dir is not None and (run_dir / "split.json").is_file():
+        parts = load_split(run_dir / "split.json")
+    else:
+        parts = make_split(records, test_size=cfg.get("test_size", 0.2), val_size=cfg.get("val_size", 0.1),
+                           seed=cfg.get("seed", 0))
+    if split not in parts or not parts[split]:
+        raise ValueError(f"{data}: no '{split}' part (have: {', '.join(k for k, v in parts.items() if v)})")
+    parts = {"test": parts[split]}
+
+    cfg["weights"] = "none"  # weights come from the checkpoint
+    module = AffectModule(cfg)
+    state = {k: v for k, v in ckpt["state_dict"].items()}
+    module.load_state_dict(state, strict=False)
+    module.tta = tta
+    dm = AffectDataModule(records, parts, image_size=cfg["image_size"], batch_size=batch_size,
+                          cache=cfg.get("cache", True), num_workers=cfg.get("num_workers", -1))
+    trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
+                        precision=cfg.get("precision", "32-true"), logger=False, enable_progress_bar=progress,
+                        enable_model_summary=False, enable_checkpointing=False)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        trainer.test(module, datamodule=dm, verbose=False)
+    res = module.test_results
+    arrays = res.pop("_arrays")
+    probs, va = arrays["probs"], arrays["va"]
+    res["warnings"] = detect_collapse(probs, va[:, 0], va[:, 1])
+    for w in res["warnings"]:
+        warnings.warn(f"collapse check: {w}", stacklevel=2)
+    res.update({"split": split, "checkpoint": str(ckpt_path), "data": str(data), "tta": tta,
+                "backbone": cfg.get("backbone")})
+    res = _jsonable(res)
+    if trainer.is_global_zero:
+        out_json = Path(out) if out else ((run_dir or ckpt_path.parent) / "eval" / f"{split}_metrics.json")
+        out_json.parent.mkdir(parents=True, exist_ok=True)
+        out_json.write_text(json.dumps(res, indent=1))
+        ds = dm.datasets["test"]
+        thumb_index = pick_thumbs(arrays["expression"])
+        thumbs = np.stack([ds.samples_image(int(i)) for i in arrays["index"][thumb_index]]) if len(thumb_index) else \
+            np.zeros((0, cfg["image_size"], cfg["image_size"], 3), np.uint8)
+        np.savez_compressed(
+            out_json.with_name(out_json.name.replace("_metrics.json", "_predictions.npz")),
+            keys=np.array([ds.samples[int(i)].key for i in arrays["index"]]), y_true=arrays["expression"],
+            y_prob=probs, valence_true=arrays["valence"], valence_pred=va[:, 0], arousal_true=arrays["arousal"],
+            arousal_pred=va[:, 1], thumbs=thumbs, thumb_index=thumb_index,
+        )
+        res["metrics_path"] = str(out_json)
+    return res

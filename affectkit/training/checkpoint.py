@@ -1,0 +1,82 @@
+"""Reading trained models back from `.ckpt` files, safely (``weights_only=True``: a crafted pickle can't run code)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Extra block every affectkit checkpoint carries, so inference needs no training config machinery.
+META_KEY = "affectkit"
+
+
+def model_meta(model, config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "backbone": model.backbone_name,
+        "preprocess": {k: (list(v) if isinstance(v, tuple) else v) for k, v in model.preprocess.items()},
+        "face_margin": float(config.get("face_margin", 0.0)),
+        "dropout": float(config.get("dropout", 0.0)),
+        "num_classes": int(config.get("num_classes", 8)),
+        "config": config,
+    }
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint dict with ``weights_only=True``; clear errors for missing or foreign files."""
+    path = Path(path)
+    if path.is_dir():
+        path = resolve_checkpoint(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # unpickling refused or corrupt file
+        raise ValueError(f"{path}: not a loadable affectkit checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or META_KEY not in ckpt or "state_dict" not in ckpt:
+        raise ValueError(f"{path}: not an affectkit checkpoint (no '{META_KEY}' metadata)")
+    return ckpt
+
+
+def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best") -> Path:
+    """A run folder resolves to its ``checkpoints/best.ckpt`` (or ``last.ckpt``); a file is returned as is."""
+    p = Path(run_or_ckpt)
+    if p.is_file():
+        return p
+    for name in (f"{which}.ckpt", "last.ckpt"):
+        cand = p / "checkpoints" / name
+        if cand.is_file():
+            return cand
+    raise FileNotFoundError(f"{p}: no checkpoint found (looked for checkpoints/{which}.ckpt and checkpoints/last.ckpt)")
+
+
+def load_model(path: str | Path):
+    """Rebuild the trained model from a checkpoint. Returns ``(model in eval mode, meta)``."""
+    from affectkit.models import create_model
+
+    ckpt = read_checkpoint(path)
+    meta = dict(ckpt[META_KEY])
+    model = create_model(meta["backbone"], weights="none", dropout=meta.get("dropout", 0.0),
+                         num_classes=meta.get("num_classes", 8))
+    prefix = "model."
+    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    model.load_state_dict(state)
+    pre = meta.get("preprocess") or {}
+    model.preprocess = {**model.preprocess, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in pre.items()}}
+    model.eval()
+    return model, meta
+
+
+def save_model_checkpoint(model, path: str | Path, config: dict[str, Any] | None = None) -> Path:
+    """Write a minimal checkpoint (weights + metadata) that `load_model` and inference accept."""
+    config = dict(config or {})
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = {
+        "state_dict": {f"model.{k}": v.detach().cpu() for k, v in model.state_dict().items()},
+        META_KEY: model_meta(model, config),
+        "hyper_parameters": {"config": config},
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(ckpt, tmp)
+    tmp.replace(path)
+    return path

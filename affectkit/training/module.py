@@ -1,0 +1,209 @@
+"""The LightningModule: multi-task steps, epoch metrics, optimisers and schedules."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+from affectkit.training.augment import augment_batch
+from affectkit.training.checkpoint import META_KEY, model_meta
+from affectkit.training.config import TrainConfig
+from affectkit.training.losses import multitask_loss
+
+
+class AffectModule(L.LightningModule):
+    """Wraps an ``AffectModel``; ``config`` is a plain dict of `TrainConfig` fields (saved as hyper-parameters)."""
+
+    def __init__(self, config: dict[str, Any], class_weight: list[float] | None = None):
+        super().__init__()
+        self.save_hyperparameters()
+        from affectkit.models import create_model
+
+        self.cfg = TrainConfig(**config)
+        self.model = create_model(self.cfg.backbone, weights=self.cfg.weights, dropout=self.cfg.dropout,
+                                  num_classes=self.cfg.num_classes)
+        pre = self.model.preprocess
+        self.register_buffer("mean", torch.tensor(pre["mean"]).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(pre["std"]).view(1, 3, 1, 1), persistent=False)
+        self.class_weight = torch.tensor(class_weight) if class_weight is not None else None
+        self._outputs: dict[str, list[dict[str, torch.Tensor]]] = {"train": [], "val": [], "test": []}
+        if self.cfg.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        if self.cfg.freeze_stages:
+            self.model.freeze_backbone(self.cfg.freeze_stages)
+
+    # -- inputs ------------------------------------------------------------------------------------------
+    def prepare(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        x = images.float().div_(255)
+        if train:
+            c = self.cfg
+            x = augment_batch(x, flip=c.aug_flip, affine=c.aug_affine, color=c.aug_color, erasing=c.aug_erasing)
+        x = (x - self.mean) / self.std
+        if self.cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def forward(self, x: torch.Tensor):
+        return self.model(x)
+
+    # -- steps -------------------------------------------------------------------------------------------
+    def _step(self, batch, stage: str):
+        if batch is None:  # every image of the batch was unreadable
+            return None
+        x = self.prepare(batch["image"], train=stage == "train")
+        logits, va = self(x)
+        if stage != "train" and getattr(self, "tta", False):
+            # test-time augmentation: average with the mirrored face (faces are near-symmetric)
+            logits_f, va_f = self(x.flip(-1))
+            logits, va = (logits + logits_f) / 2, (va + va_f) / 2
+        c = self.cfg
+        losses = multitask_loss(logits, va, batch, expression_loss=c.expression_loss,
+                                class_weight=self.class_weight, label_smoothing=c.label_smoothing,
+                                va_kind=c.va_loss, weights=(c.loss_expression, c.loss_valence, c.loss_arousal))
+        bs = x.shape[0]
+        on_step = stage == "train"
+        for k, v in losses.items():
+            name = f"{stage}_{k}"
+            self.log(name, v.detach(), on_step=False, on_epoch=True, batch_size=bs, sync_dist=stage != "train",
+                     prog_bar=(k == "loss"))
+        probs = logits.detach().float().softmax(-1)
+        exp = batch["expression"]
+        m = exp >= 0
+        if on_step and m.any():
+            acc = (probs[m].argmax(-1) == exp[m]).float().mean()
+            self.log(f"{stage}_acc", acc, on_step=on_step, on_epoch=False, prog_bar=True, batch_size=int(m.sum()))
+        self._outputs[stage].append({
+            "probs": probs.cpu(), "va": va.detach().float().cpu(), "expression": exp.cpu(),
+            "valence": batch["valence"].cpu(), "arousal": batch["arousal"].cpu(), "index": batch["index"].cpu(),
+        })
+        return losses["loss"]
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    # -- epoch metrics -----------------------------------------------------------------------------------
+    def gathered(self, stage: str) -> dict[str, np.ndarray]:
+        """All of a stage's outputs, gathered over ranks, each sample once (sampler padding removed)."""
+        outs = self._outputs[stage]
+        if not outs:
+            return {}
+        cat = {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
+        if self.trainer is not None and self.trainer.world_size > 1:
+            n = torch.tensor([len(cat["index"])], device=self.device)
+            sizes = self.all_gather(n).flatten()
+            pad = int(sizes.max())
+            gathered = {}
+            for k, v in cat.items():
+                p = torch.zeros((pad,) + v.shape[1:], dtype=v.dtype)
+                p[: len(v)] = v
+                g = self.all_gather(p.to(self.device)).cpu()
+                gathered[k] = torch.cat([g[r, : int(sizes[r])] for r in range(len(sizes))])
+            cat = gathered
+        idx = cat["index"].numpy()
+        _, first = np.unique(idx, return_index=True)  # DistributedSampler repeats samples to even out ranks
+        return {k: v.numpy()[first] for k, v in cat.items()}
+
+    def epoch_metrics(self, stage: str) -> dict[str, Any]:
+        from affectkit.metrics import multitask_metrics, selection_score
+
+        g = self.gathered(stage)
+        self._outputs[stage] = []
+        if not g:
+            return {}
+        import warnings
+
+        with warnings.catch_warnings():  # undefined metrics early in training are expected; they show as NaN
+            warnings.simplefilter("ignore")
+            m = multitask_metrics(g["expression"], g["probs"], g["valence"], g["va"][:, 0], g["arousal"], g["va"][:, 1])
+        m["score"] = selection_score(m)
+        m["_arrays"] = g
+        return m
+
+    def _log_epoch(self, stage: str):
+        m = self.epoch_metrics(stage)
+        if not m:
+            return m
+        flat = {f"{stage}_accuracy": m.get("accuracy"), f"{stage}_f1_macro": m.get("f1_macro"),
+                f"{stage}_score": m.get("score")}
+        for dim in ("valence", "arousal"):
+            for k in ("rmse", "ccc"):
+                flat[f"{stage}_{dim}_{k}"] = (m.get(dim) or {}).get(k)
+        for k, v in flat.items():
+            if v is not None:
+                v = float(v)
+                # NaN would make checkpoint selection raise: an undefined score ranks lowest
+                if k.endswith("_score") and math.isnan(v):
+                    v = -1.0
+                self.log(k, v, prog_bar=k in (f"{stage}_accuracy", f"{stage}_score"), sync_dist=False)
+        return m
+
+    def on_train_epoch_end(self):
+        self._log_epoch("train")
+        # Callbacks' on_train_epoch_end runs before this hook, so the epoch row is handed over from here.
+        for cb in self.trainer.callbacks:
+            if hasattr(cb, "write_epoch"):
+                cb.write_epoch(self.trainer, self)
+
+    def on_validation_epoch_end(self):
+        if self.trainer.sanity_checking:
+            self._outputs["val"] = []
+            return
+        self._log_epoch("val")
+
+    def on_test_epoch_end(self):
+        self.test_results = self.epoch_metrics("test")
+
+    def on_train_epoch_start(self):
+        c = self.cfg
+        if c.freeze_epochs:
+            if self.current_epoch < c.freeze_epochs:
+                self.model.freeze_backbone(None)
+            else:
+                self.model.unfreeze_backbone()
+                if c.freeze_stages:
+                    self.model.freeze_backbone(c.freeze_stages)
+
+    # -- optimisation ------------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        c = self.cfg
+        head = [p for p in self.model.head.parameters()]
+        backbone = [p for p in self.model.backbone.parameters()]
+        groups = [{"params": backbone, "lr": c.lr * c.backbone_lr_mult}, {"params": head, "lr": c.lr}]
+        if c.optimizer == "adam":
+            opt = torch.optim.Adam(groups, lr=c.lr, weight_decay=c.weight_decay)
+        elif c.optimizer == "adamw":
+            opt = torch.optim.AdamW(groups, lr=c.lr, weight_decay=c.weight_decay or 0.05)
+        elif c.optimizer == "sgd":
+            opt = torch.optim.SGD(groups, lr=c.lr, momentum=0.9, nesterov=True, weight_decay=c.weight_decay)
+        else:
+            raise ValueError(f"unknown optimizer {c.optimizer!r}: use adam, adamw or sgd")
+        if c.schedule == "none" and c.warmup_epochs <= 0:
+            return opt
+        steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs))
+        total = max(1, self.trainer.estimated_stepping_batches)
+        warm = int(c.warmup_epochs * steps_per_epoch)
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            if c.schedule == "cosine":
+                t = (step - warm) / max(1, total - warm)
+                return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+            if c.schedule == "step":
+                return c.step_gamma ** ((step // steps_per_epoch) // max(1, c.step_size))
+            return 1.0
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint[META_KEY] = model_meta(self.model, self.cfg.to_dict())

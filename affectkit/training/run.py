@@ -1,0 +1,196 @@
+"""Run folders, config resolution, callbacks, and `train()`: the function behind `affectkit train`."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+
+from affectkit.training.config import TrainConfig, save_config
+
+EPOCH_COLUMNS = [
+    "epoch", "train_loss", "train_loss_expression", "train_loss_valence", "train_loss_arousal", "train_accuracy",
+    "train_f1_macro", "train_valence_rmse", "train_valence_ccc", "train_arousal_rmse", "train_arousal_ccc",
+    "val_loss", "val_loss_expression", "val_loss_valence", "val_loss_arousal", "val_accuracy", "val_f1_macro",
+    "val_valence_rmse", "val_valence_ccc", "val_arousal_rmse", "val_arousal_ccc", "val_score", "lr", "time_s",
+]
+
+
+class EpochMetricsWriter(Callback):
+    """Appends one row per epoch to ``metrics.csv`` and ``metrics.json`` in the run folder."""
+
+    def __init__(self, run_dir: Path):
+        self.csv = Path(run_dir) / "metrics.csv"
+        self.json = Path(run_dir) / "metrics.json"
+        self.rows: list[dict[str, Any]] = []
+        self._t0 = time.time()
+
+    def on_fit_start(self, trainer, pl_module):
+        # On resume, rows of epochs after the checkpoint are dropped: they will be run again.
+        if self.json.is_file():
+            rows = json.loads(self.json.read_text())
+            self.rows = [r for r in rows if r["epoch"] < trainer.current_epoch]
+        self._t0 = time.time()
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._t0 = time.time()
+
+    def write_epoch(self, trainer, pl_module):
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        cm = trainer.callback_metrics
+        row: dict[str, Any] = {"epoch": trainer.current_epoch}
+        for k in EPOCH_COLUMNS[1:]:
+            if k in cm:
+                row[k] = float(cm[k])
+        opt = trainer.optimizers[0] if trainer.optimizers else None
+        if opt is not None:
+            row["lr"] = float(opt.param_groups[-1]["lr"])
+        row["time_s"] = round(time.time() - self._t0, 3)
+        self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
+        _atomic_write(self.json, json.dumps(self.rows, indent=1, allow_nan=True))
+        lines = [",".join(EPOCH_COLUMNS)]
+        for r in self.rows:
+            lines.append(",".join("" if r.get(c) is None else _fmt(r[c]) for c in EPOCH_COLUMNS))
+        _atomic_write(self.csv, "\n".join(lines) + "\n")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.6g}"
+    return str(v)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def new_run_dir(out: str | Path | None, cfg: TrainConfig, resume: bool) -> Path:
+    """The run folder: never overwritten silently. A taken ``--out`` is refused unless resuming."""
+    if out is None:
+        base = Path("runs") / (cfg.name or cfg.backbone.replace(":", "_").replace("/", "_"))
+        run = base
+        i = 1
+        while run.exists() and any(run.iterdir()):
+            i += 1
+            run = base.with_name(f"{base.name}-{i}")
+        if resume:
+            raise ValueError("--resume needs --out RUN_DIR naming the run to continue")
+    else:
+        run = Path(out)
+        if resume:
+            if not (run / "checkpoints" / "last.ckpt").is_file():
+                raise FileNotFoundError(f"{run}: nothing to resume (no checkpoints/last.ckpt)")
+        elif run.exists() and any(run.iterdir()):
+            raise FileExistsError(f"{run} already holds a run; choose another --out, or pass --resume to continue it")
+    run.mkdir(parents=True, exist_ok=True)
+    return run
+
+
+def default_precision(accelerator: str = "auto") -> str:
+    if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda"):
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    try:
+        fast_bf16 = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except Exception:
+        fast_bf16 = False
+    return "bf16-mixed" if fast_bf16 else "32-true"
+
+
+def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False) -> Path:
+    """Train one model as ``cfg`` says; returns the run folder (config, split, metrics, checkpoints)."""
+    from affectkit.data import read_dataset
+    from affectkit.data.module import AffectDataModule
+    from affectkit.data.splits import load_split, make_split, save_split
+    from affectkit.training.losses import balanced_class_weights
+    from affectkit.training.module import AffectModule
+
+    if not cfg.data:
+        raise ValueError("no data given: pass --data PATH (or data: in the config)")
+    if cfg.label_mode == "distribution" and cfg.expression_loss == "ce":
+        cfg.expression_loss = "soft_ce"
+    run = new_run_dir(out, cfg, resume)
+    records = read_dataset(cfg.data, format=cfg.format, strict=cfg.strict, label_mode=cfg.label_mode)
+    split_path = run / "split.json"
+    if split_path.is_file():
+        split = load_split(split_path)
+    elif cfg.split_file:
+        split = load_split(cfg.split_file)
+    else:
+        split = make_split(records, test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed)
+    if not split_path.is_file():
+        save_split(split, split_path)
+    if cfg.precision == "auto":
+        cfg.precision = default_precision(cfg.accelerator)
+    save_config(cfg, run / "config.yaml")
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = AffectDataModule(records, split, image_size=cfg.image_size, batch_size=cfg.batch_size, cache=cfg.cache,
+                          num_workers=cfg.num_workers, balanced_sampling=cfg.balanced_sampling, seed=cfg.seed,
+                          strict=cfg.strict, progress=cfg.progress)
+    dm.setup("fit")
+    if "val" not in dm.datasets:
+        raise ValueError("the split has no validation part: checkpoints are chosen on it (set val_size > 0)")
+    class_weight = None
+    if cfg.class_weights == "balanced":
+        class_weight = balanced_class_weights(dm.class_counts("train")).tolist()
+    module = AffectModule(cfg.to_dict(), class_weight=class_weight)
+
+    ckpt_dir = run / "checkpoints"
+    callbacks: list[Callback] = [
+        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.monitor, mode="max", save_last=True,
+                        enable_version_counter=False, auto_insert_metric_name=False),
+        EpochMetricsWriter(run),
+    ]
+    if cfg.ckpt_every_n_steps:
+        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_train_steps=cfg.ckpt_every_n_steps,
+                                         save_top_k=1, monitor=None, enable_version_counter=False))
+    if cfg.early_stopping:
+        callbacks.append(EarlyStopping(monitor=cfg.monitor, mode="max", patience=cfg.early_stopping))
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy, precision=cfg.precision, deterministic=cfg.deterministic,
+        gradient_clip_val=cfg.grad_clip or None, callbacks=callbacks, logger=False, default_root_dir=run,
+        enable_progress_bar=cfg.progress, enable_model_summary=False, num_sanity_val_steps=0,
+        limit_train_batches=cfg.limit_train_batches, limit_val_batches=cfg.limit_val_batches,
+        log_every_n_steps=10,
+    )
+    t0 = time.time()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_dir / "last.ckpt") if resume else None)
+    if trainer.is_global_zero:
+        ck = callbacks[0]
+        summary = {
+            "best_checkpoint": str(ck.best_model_path),
+            "best_score": float(ck.best_model_score) if ck.best_model_score is not None else None,
+            "best_epoch": _best_epoch(run),
+            "epochs_run": trainer.current_epoch,
+            "wall_time_s": round(time.time() - t0, 2),
+            "precision": cfg.precision,
+            "n_train": len(dm.datasets["train"]), "n_val": len(dm.datasets["val"]),
+        }
+        prev = run / "train_summary.json"
+        if resume and prev.is_file():
+            summary["wall_time_s"] += json.loads(prev.read_text()).get("wall_time_s", 0)
+        _atomic_write(prev, json.dumps(summary, indent=1))
+    return run
+
+
+def _best_epoch(run: Path) -> int | None:
+    p = run / "metrics.json"
+    if not p.is_file():
+        return None
+    rows = [r for r in json.loads(p.read_text()) if r.get("val_score") is not None]
+    return max(rows, key=lambda r: r["val_score"])["epoch"] if rows else None
