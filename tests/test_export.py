@@ -1,0 +1,112 @@
+"""ONNX export: numerics vs PyTorch, dynamic batch, stored metadata, torch-free ONNX prediction."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from affectkit.labels import EXPRESSIONS
+from affectkit.inference.export import export_onnx, read_onnx_metadata
+from affectkit.inference.predictor import Predictor
+from affectkit.inference.video import run_predict
+
+from test_inference import INPUT_SIZE, astronaut, make_ckpt, make_model
+
+ort = pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("export")
+    ckpt = make_ckpt(d / "m.ckpt", face_margin=0.3)
+    return ckpt, export_onnx(ckpt, d / "model.onnx")
+
+
+def test_onnx_matches_torch_fp32_with_dynamic_batch(exported):
+    _, onnx_path = exported
+    model = make_model()
+    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    assert [o.name for o in sess.get_outputs()] == ["logits", "va", "probs"]
+    assert sess.get_inputs()[0].shape[0] == "batch"
+    rng = np.random.default_rng(1)
+    for batch in (1, 5):
+        x = rng.standard_normal((batch, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
+        logits, va, probs = sess.run(None, {"input": x})
+        with torch.no_grad():
+            t_logits, t_va = model(torch.from_numpy(x))
+        assert logits.shape == (batch, 8) and va.shape == (batch, 2)
+        assert np.abs(logits - t_logits.numpy()).max() <= 1e-4
+        assert np.abs(va - t_va.numpy()).max() <= 1e-4
+        assert np.abs(probs - torch.softmax(t_logits, 1).numpy()).max() <= 1e-5
+
+
+def test_metadata_in_model_and_sidecar(exported):
+    _, onnx_path = exported
+    meta = read_onnx_metadata(onnx_path)
+    model = make_model()
+    assert meta["preprocess"]["mean"] == pytest.approx(list(model.preprocess["mean"]))
+    assert meta["preprocess"]["std"] == pytest.approx(list(model.preprocess["std"]))
+    assert meta["preprocess"]["input_size"] == INPUT_SIZE
+    assert meta["backbone"] == "resnet18" and meta["expressions"] == list(EXPRESSIONS)
+    assert meta["face_margin"] == 0.3
+    sidecar = onnx_path.with_name("model.json")
+    assert json.loads(sidecar.read_text()) == meta
+
+
+def test_onnx_predictor_matches_torch_predictor(exported, tmp_path):
+    ckpt, onnx_path = exported
+    img = astronaut()[40:260, 140:320]
+    p_onnx = Predictor.load(onnx_path)
+    p_torch = Predictor.load(ckpt)
+    assert p_onnx.backend_name == "onnx" and p_onnx.face_margin == 0.3 and p_onnx.input_size == INPUT_SIZE
+    a, b = p_onnx.predict(img, detect=False)[0], p_torch.predict(img, detect=False)[0]
+    assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
+    assert (a.valence, a.arousal) == pytest.approx((b.valence, b.arousal), abs=1e-4)
+    # with detection too (MTCNN pulls in torch lazily)
+    da, db = p_onnx.predict(astronaut()), p_torch.predict(astronaut())
+    assert len(da) == len(db) == 1 and da[0].expression == db[0].expression
+    rows = run_predict(onnx_path, [_save(tmp_path / "a.png", img)], detect=False)
+    assert rows[0]["status"] == "ok" and rows[0]["expression"] == a.expression
+
+
+def test_onnx_backend_imports_no_torch(exported, tmp_path):
+    _, onnx_path = exported
+    img = _save(tmp_path / "face.png", astronaut()[40:260, 140:320])
+    code = (
+        "import sys, json\n"
+        "from affectkit import Predictor\n"
+        f"p = Predictor.load({str(onnx_path)!r}, backend='onnx')\n"
+        f"preds = p.predict({str(img)!r}, detect=False)\n"
+        "from affectkit.inference.video import run_predict\n"
+        f"rows = run_predict(p, [{str(img)!r}], detect=False)\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'n': len(preds), 'status': rows[0]['status']}))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    assert out == {"torch": False, "n": 1, "status": "ok"}
+
+
+def test_export_and_load_errors(tmp_path, exported):
+    ckpt, onnx_path = exported
+    with pytest.raises(ValueError, match="must end in .onnx"):
+        export_onnx(ckpt, tmp_path / "model.pt")
+    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+        export_onnx(tmp_path / "missing.ckpt", tmp_path / "m.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a protobuf")
+    with pytest.raises(ValueError, match="junk.onnx"):
+        Predictor.load(junk)
+    with pytest.raises(ValueError, match="backend 'onnx'"):
+        Predictor.load(onnx_path, backend="torch")
+
+
+def _save(path: Path, rgb: np.ndarray) -> Path:
+    Image.fromarray(rgb).save(path)
+    return path
