@@ -128,7 +128,8 @@ def test_prefixed_training_checkpoint_loads_backbone(tmp_path):
     trained = create_model("resnet18", weights="none", num_classes=8)
     ckpt = {"state_dict": {f"model.{k}": v for k, v in trained.state_dict().items()}, "epoch": 3}
     torch.save(ckpt, tmp_path / "last.ckpt")
-    fresh = create_model("resnet18", weights=str(tmp_path / "last.ckpt"))
+    with pytest.warns(UserWarning, match=r"model\.head\.classifier\.weight"):
+        fresh = create_model("resnet18", weights=str(tmp_path / "last.ckpt"))
     assert torch.equal(fresh.backbone.conv1.weight, trained.backbone.conv1.weight)
 
 

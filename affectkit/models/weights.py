@@ -355,6 +355,7 @@ def load_backbone_state(
     """
     target = backbone.state_dict()
     prefix = _best_prefix(list(state), set(target))
+    outside = [k for k in state if not k.startswith(prefix)]  # e.g. head.* of a training checkpoint
     state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
     matched = [k for k in state if k in target]
     if not matched:
@@ -362,7 +363,7 @@ def load_backbone_state(
             f"{source}: no key matches the backbone (file keys like {list(state)[:3]}, "
             f"backbone keys like {list(target)[:3]})"
         )
-    extra = [k for k in state if k not in target and not k.startswith(classifier_prefixes)]
+    extra = [k for k in state if k not in target and not k.startswith(classifier_prefixes)] + outside
     missing = [k for k in target if k not in state and not k.endswith("num_batches_tracked")]
     if missing:
         raise ValueError(f"{source}: {len(missing)} backbone weights missing from the file, e.g. {missing[:10]}")
