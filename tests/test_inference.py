@@ -350,3 +350,67 @@ def test_video_without_reader_is_an_error_row(tmp_path, monkeypatch, predictor):
         rows = run_predict(predictor, [clip])
     assert len(rows) == 1 and rows[0]["status"].startswith("error: no video reader installed")
     assert any("clip.mp4" in str(x.message) for x in w)
+
+
+class _FakeCv2:
+    """Stands in for OpenCV (not installed here) to check frame sampling, timing, BGR order and the writer."""
+
+    CAP_PROP_FPS = 5
+
+    def __init__(self, frames_bgr: list[np.ndarray], fps: float):
+        self.frames, self.fps, self.written = frames_bgr, fps, []
+        fake = self
+
+        class VideoCapture:
+            def __init__(self, path):
+                self.i = 0
+
+            def isOpened(self):
+                return True
+
+            def get(self, prop):
+                return fake.fps if prop == fake.CAP_PROP_FPS else 0
+
+            def grab(self):
+                self.i += 1
+                return self.i <= len(fake.frames)
+
+            def read(self):
+                self.i += 1
+                return (True, fake.frames[self.i - 1]) if self.i <= len(fake.frames) else (False, None)
+
+            def release(self):
+                pass
+
+        class VideoWriter:
+            def __init__(self, path, fourcc, fps, size):
+                fake.writer_args = (Path(path).name, fps, size)
+
+            def write(self, frame):
+                fake.written.append(frame)
+
+            def release(self):
+                pass
+
+        self.VideoCapture, self.VideoWriter = VideoCapture, VideoWriter
+        self.VideoWriter_fourcc = lambda *a: 0
+
+
+def test_video_through_opencv_path(tmp_path, monkeypatch, predictor):
+    import sys
+
+    import affectkit.inference.video as video
+
+    rgb_frames = [face_photo((480, 360), at=(40 + 30 * i, 60)) for i in range(7)]
+    fake = _FakeCv2([np.ascontiguousarray(f[:, :, ::-1]) for f in rgb_frames], fps=20.0)
+    monkeypatch.setitem(sys.modules, "cv2", fake)
+    monkeypatch.setattr(video, "video_reader_name", lambda: "cv2")
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00")
+    got = list(iter_frames(clip, every_n=3))
+    assert [(i, t) for i, t, _ in got] == [(0, 0.0), (3, 0.15), (6, 0.3)]
+    assert np.array_equal(got[1][2], rgb_frames[3])  # back to RGB
+    rows = run_predict(predictor, [clip], every_n=3, annotate=tmp_path / "ann")
+    assert [r["frame"] for r in rows] == [0, 3, 6] and all(r["status"] == "ok" for r in rows)
+    assert fake.writer_args == ("clip_annotated.mp4", pytest.approx(20.0 / 3), (480, 360))
+    assert len(fake.written) == 3
