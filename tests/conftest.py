@@ -19,3 +19,23 @@ def ferplus_root() -> Path:
         source = f"${FERPLUS_ENV}" if override else "the default location"
         pytest.skip(f"FER+ not found at {root} ({source}); set {FERPLUS_ENV} to its folder")
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _hermetic_env(tmp_path_factory):
+    """Decoded-image stores and weight lookups stay inside the test session; nothing is downloaded."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("AFFECTKIT_CACHE", str(tmp_path_factory.mktemp("affectkit_cache")))
+    mp.setenv("AFFECTKIT_OFFLINE", "1")
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def synth_small(tmp_path_factory) -> Path:
+    """A small synthetic AffectNet-layout dataset shared by the training tests (32 px, 320 faces)."""
+    from affectkit.data.synth import generate
+
+    out = tmp_path_factory.mktemp("synth") / "faces"
+    generate(out, 320, seed=1, size=32, workers=1)
+    return out

@@ -1,0 +1,139 @@
+"""Training end to end: train -> evaluate -> report -> compare, learning, collapse, run-folder safety."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from affectkit.cli import main
+from affectkit.training.config import load_config
+from affectkit.training.losses import balanced_class_weights, ccc_loss, multitask_loss
+from affectkit.training.augment import augment_batch
+
+TINY = ["--backbone", "resnet18", "--weights", "none", "--image-size", "32", "--batch-size", "32", "--lr", "0.002"]
+
+
+def test_end_to_end_cli(synth_small, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(synth_small), *TINY, "--epochs", "1", "--out", str(run)]) == 0
+    for f in ("config.yaml", "split.json", "metrics.csv", "metrics.json", "train_summary.json",
+              "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+        assert (run / f).is_file(), f
+    rows = json.loads((run / "metrics.json").read_text())
+    assert len(rows) == 1 and {"train_loss", "val_loss", "val_accuracy", "val_score"} <= set(rows[0])
+    split = json.loads((run / "split.json").read_text())
+    parts = split.get("splits", split)
+    n = {k: len(v) for k, v in parts.items() if k in ("train", "val", "test")}
+    assert sum(n.values()) == 320 and abs(n["test"] - 64) <= 2  # 80/20 with val carved from train
+
+    assert main(["evaluate", str(run)]) == 0
+    m = json.loads((run / "eval" / "test_metrics.json").read_text())
+    for k in ("accuracy", "f1_macro", "f1_weighted", "kappa", "krippendorff_alpha", "auc_roc", "auc_pr",
+              "per_class", "confusion_matrix", "n"):
+        assert k in m
+    assert set(m["valence"]) >= {"rmse", "corr", "sagr", "ccc"} and set(m["arousal"]) >= {"rmse", "corr", "sagr", "ccc"}
+    assert m["n"] == n["test"]
+    assert np.asarray(m["confusion_matrix"]).sum() == n["test"]
+
+    assert main(["report", str(run)]) == 0
+    html = (run / "report" / "index.html").read_text()
+    assert "data:image/png;base64" in html
+    assert main(["compare", str(run), str(run), "--out", str(tmp_path / "cmp")]) == 0
+    assert (tmp_path / "cmp" / "comparison.csv").is_file()
+
+
+def test_refuses_to_overwrite_and_resume_needs_checkpoint(synth_small, tmp_path):
+    run = tmp_path / "taken"
+    run.mkdir()
+    (run / "something").write_text("x")
+    assert main(["train", "--data", str(synth_small), *TINY, "--epochs", "1", "--out", str(run)]) == 2
+    assert main(["train", "--data", str(synth_small), *TINY, "--resume", "--out", str(tmp_path / "new")]) == 2
+
+
+def test_model_learns_far_above_chance(tmp_path):
+    """A small backbone on synthetic faces reaches high accuracy and VA agreement within a bounded budget."""
+    from affectkit.data.synth import generate
+    from affectkit.evaluation import evaluate
+    from affectkit.training.run import train
+
+    data = generate(tmp_path / "faces", 1200, seed=3, size=40, workers=1)
+    cfg = load_config(None, data=str(data), backbone="resnet18", weights="none", image_size=40, batch_size=32,
+                      epochs=8, optimizer="adamw", lr=2e-3, weight_decay=0.01, schedule="cosine",
+                      warmup_epochs=0.3, va_loss="ccc+mse", aug_affine=0.3, progress=False)
+    run = train(cfg, out=tmp_path / "run")
+    res = evaluate(run)
+    assert res["accuracy"] >= 0.9, res["accuracy"]  # chance is 0.125
+    assert res["valence"]["ccc"] >= 0.8 and res["arousal"]["ccc"] >= 0.8, (res["valence"], res["arousal"])
+    assert res["warnings"] == []
+
+
+def test_collapsed_model_is_flagged(synth_small, tmp_path):
+    """A model that predicts one class and saturated valence/arousal is reported loudly."""
+    from affectkit.evaluation import evaluate
+    from affectkit.models import create_model
+    from affectkit.training.checkpoint import save_model_checkpoint
+
+    model = create_model("resnet18", weights="none")
+    _set_constant_head(model)
+    cfg = load_config(None, data=str(synth_small), backbone="resnet18", weights="none", image_size=32).to_dict()
+    ckpt = save_model_checkpoint(model, tmp_path / "collapsed.ckpt", cfg)
+    with pytest.warns(UserWarning, match="collapse"):
+        res = evaluate(ckpt, split="all", out=tmp_path / "m.json")
+    text = " ".join(res["warnings"])
+    assert "Sad" in text
+    assert any("valence" in w for w in res["warnings"]) and any("arousal" in w for w in res["warnings"])
+
+
+def _set_constant_head(model):
+    """Zero every weight of the head and bias it to class Sad and valence/arousal at +1."""
+    with torch.no_grad():
+        linears = [m for m in model.head.modules() if isinstance(m, torch.nn.Linear)]
+        for lin in linears:
+            lin.weight.zero_()
+            lin.bias.zero_()
+        cls = next(l for l in linears if l.out_features == 8)
+        va = next(l for l in linears if l.out_features == 2)
+        cls.bias[2] = 5.0
+        va.bias.fill_(5.0)
+
+
+def test_losses():
+    t = torch.randn(200)
+    assert ccc_loss(t, t).item() == pytest.approx(0.0, abs=1e-5)
+    assert ccc_loss(-t, t).item() == pytest.approx(2.0, abs=1e-4)
+    from affectkit.metrics import ccc
+
+    p = t * 0.5 + 0.3 * torch.randn(200)
+    assert 1 - ccc_loss(p, t).item() == pytest.approx(ccc(t.numpy(), p.numpy()), abs=1e-5)
+    w = balanced_class_weights([10, 30, 0, 60, 0, 0, 0, 0])
+    assert w[2] == 0 and w[0] > w[1] > w[3] and w[w > 0].mean().item() == pytest.approx(1.0)
+    batch = {"expression": torch.tensor([1, -1, 3]), "soft": torch.zeros(3, 8),
+             "valence": torch.tensor([0.5, float("nan"), -0.2]), "arousal": torch.tensor([float("nan")] * 3)}
+    logits = torch.randn(3, 8, requires_grad=True)
+    va = torch.tanh(torch.randn(3, 2, requires_grad=True))
+    out = multitask_loss(logits, va, batch, va_kind="mse")
+    assert torch.isfinite(out["loss"]) and out["loss_arousal"].item() == 0.0
+    out["loss"].backward()
+    assert logits.grad[1].abs().sum() == 0  # the unlabelled row gets no expression gradient
+
+
+def test_augment_batch_keeps_range_and_shape():
+    torch.manual_seed(0)
+    x = torch.rand(16, 3, 24, 24)
+    y = augment_batch(x, flip=True, affine=1.0, color=0.3, erasing=0.5)
+    assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1
+    assert not torch.allclose(x, y)
+    flipped = augment_batch(x, flip=True)
+    for i in range(16):
+        assert torch.equal(flipped[i], x[i]) or torch.equal(flipped[i], x[i].flip(-1))
+
+
+def test_config_yaml_and_overrides(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("backbone: vgg16\nepochs: 3\nlr: 0.01\n")
+    cfg = load_config(p, epochs=5, lr=None)
+    assert cfg.backbone == "vgg16" and cfg.epochs == 5 and cfg.lr == 0.01 and cfg.batch_size == 32
+    with pytest.raises(ValueError, match="unknown config option"):
+        load_config(None, epoch=3)
