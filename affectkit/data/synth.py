@@ -66,7 +66,7 @@ class FaceParams:
     expression: int
     valence: float
     arousal: float
-    intensity: float        # scales the class markers, ~[0.8, 1.2]
+    intensity: float        # scales the class markers, in [0.85, 1.15]
     side: int               # +1/-1: which side a one-sided marker (contempt, disgust) is on
     teeth: bool             # happy: show teeth when the mouth is open
     face_width: float       # half-width of the head, face units
@@ -112,7 +112,7 @@ def sample_params(rng: np.random.Generator) -> FaceParams:
 
     return FaceParams(
         expression=expr, valence=float(va[0]), arousal=float(va[1]),
-        intensity=float(rng.uniform(0.8, 1.2)), side=int(rng.choice([-1, 1])), teeth=bool(rng.random() < 0.6),
+        intensity=float(rng.uniform(0.85, 1.15)), side=int(rng.choice([-1, 1])), teeth=bool(rng.random() < 0.6),
         face_width=float(rng.uniform(0.88, 1.08)), face_length=float(rng.uniform(0.92, 1.08)),
         chin_taper=float(rng.uniform(0.1, 0.35)),
         skin=col(skin), lip=col(lip), hair=col(hair), hair_style=int(rng.integers(4)), iris=col(iris),
@@ -137,8 +137,8 @@ _MARKERS: dict[int, dict[str, float]] = {
     3: dict(raise_=0.16, arch=0.1, eye=0.5, width=-0.45, open=0.24),
     4: dict(raise_=0.07, tilt=0.15, inner=-0.08, arch=-0.02, eye=0.55, width=0.35, open=0.06),
     5: dict(raise_=-0.04, tilt=-0.04, eye=-0.25, width=-0.05, lip_raise=0.11, wrinkle=1),
-    6: dict(raise_=-0.05, tilt=-0.19, inner=-0.07, arch=-0.02, eye=-0.45, width=-0.15, open=-0.12, furrow=1),
-    7: dict(eye=-0.1, asym=0.28, dimple=1),
+    6: dict(raise_=-0.05, tilt=-0.19, inner=-0.07, arch=-0.02, eye=-0.6, width=-0.15, open=-0.12, furrow=1),
+    7: dict(eye=-0.1, asym=0.34, dimple=1),
 }
 
 
@@ -151,9 +151,9 @@ def _geometry(p: FaceParams) -> dict[str, float]:
         brow_tilt=m.get("tilt", 0.0),
         brow_inner=m.get("inner", 0.0),
         brow_arch=0.035 + m.get("arch", 0.0),
-        eye_open=float(np.clip(1.0 + 0.4 * a + m.get("eye", 0.0), 0.3, 2.2)),
+        eye_open=float(np.clip(1.0 + 0.45 * a + m.get("eye", 0.0), 0.3, 2.2)),
         mouth_w=0.3 * (1.0 + m.get("width", 0.0)),
-        mouth_open=max(0.0, 0.13 * a + m.get("open", 0.0)),
+        mouth_open=max(0.0, 0.16 * a + m.get("open", 0.0)),
         curve=0.26 * v + m.get("curve", 0.0),
         asym=m.get("asym", 0.0),
         lip_raise=m.get("lip_raise", 0.0),
@@ -242,37 +242,20 @@ def _canonical_points(p: FaceParams, g: dict) -> dict[str, np.ndarray]:
         nos[:, 1] -= 0.03  # nose wrinkler lifts the nostrils
     L[31:36] = nos
 
-    def lid(cx, t, up=True):
-        y = _EYE_Y - eh * (1 - t**2) ** 0.7 if up else _EYE_Y + eh * lower_scale * (1 - t**2) ** 0.9
-        return [cx + t * _EYE_W, y]
-
+    # Eyes: 36/45 are the outer corners, 39/42 the inner ones; each eye runs clockwise in the image.
+    ts = np.array([-1, -1 / 3, 1 / 3, 1, 1 / 3, -1 / 3])
+    upper = np.array([True, True, True, True, False, False])
+    ey = np.where(upper, _EYE_Y - eh * (1 - ts**2) ** 0.7, _EYE_Y + eh * lower_scale * (1 - ts**2) ** 0.9)
     for k, cx in enumerate((-_EYE_X, _EYE_X)):
-        b = 36 + 6 * k
-        # 36/45 are outer corners, 39/42 inner; order around the eye is clockwise in the image.
-        ts = [-1, -1 / 3, 1 / 3, 1]
-        L[b] = lid(cx, ts[0])
-        L[b + 1] = lid(cx, ts[1])
-        L[b + 2] = lid(cx, ts[2])
-        L[b + 3] = lid(cx, ts[3])
-        L[b + 4] = lid(cx, ts[2], up=False)
-        L[b + 5] = lid(cx, ts[1], up=False)
-    n = len(mx)
-
-    def at(curve, t):
-        return [np.interp(t, np.linspace(-1, 1, n), mx), np.interp(t, np.linspace(-1, 1, n), curve)]
-
-    L[48] = at(ou, -1)
-    for j, t in enumerate((-0.6, -0.3, 0, 0.3, 0.6)):
-        L[49 + j] = at(ou, t)
-    L[54] = at(ou, 1)
-    for j, t in enumerate((0.6, 0.3, 0, -0.3, -0.6)):
-        L[55 + j] = at(ol, t)
-    L[60] = at((iu + il) / 2, -0.92)
-    for j, t in enumerate((-0.4, 0, 0.4)):
-        L[61 + j] = at(iu, t)
-    L[64] = at((iu + il) / 2, 0.92)
-    for j, t in enumerate((0.4, 0, -0.4)):
-        L[65 + j] = at(il, t)
+        L[36 + 6 * k:42 + 6 * k] = np.stack([cx + ts * _EYE_W, ey], 1)
+    # Mouth: sample the lip curves at fixed positions t along the mouth.
+    tg = np.linspace(-1, 1, len(mx))
+    mid = (iu + il) / 2
+    for sl, curve, tq in ((slice(48, 55), ou, (-1, -0.6, -0.3, 0, 0.3, 0.6, 1)),
+                          (slice(55, 60), ol, (0.6, 0.3, 0, -0.3, -0.6)),
+                          (slice(60, 61), mid, (-0.92,)), (slice(61, 64), iu, (-0.4, 0, 0.4)),
+                          (slice(64, 65), mid, (0.92,)), (slice(65, 68), il, (0.4, 0, -0.4))):
+        L[sl] = np.stack([np.interp(tq, tg, mx), np.interp(tq, tg, curve)], 1)
     out["landmarks"] = L
     return out
 
@@ -294,6 +277,10 @@ def _noise_slice(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray
     bank = _NOISE_BANK if reps == 1 else np.tile(_NOISE_BANK, reps + 1)
     start = int(rng.integers(0, len(bank) - k + 1))
     return bank[start:start + k].reshape(shape)
+
+
+_COS48 = np.cos(np.linspace(0, 2 * np.pi, 48, endpoint=False))
+_SIN48 = np.sin(np.linspace(0, 2 * np.pi, 48, endpoint=False))
 
 
 def _supersample(size: int) -> int:
@@ -333,22 +320,24 @@ def _pose(p: FaceParams, S: int):
     H = 1.3 * p.face_length
     s = p.frac * S / (2 * H)
     c, sn = math.cos(math.radians(p.roll)), math.sin(math.radians(p.roll))
-    R = 1.15 * p.face_width  # radius of the sphere the features sit on
-    yaw = math.radians(p.yaw)
-    cx, cy = p.center[0] * S, p.center[1] * S
+    R2 = (1.15 * p.face_width) ** 2  # squared radius of the sphere the features sit on
+    cyaw, syaw = math.cos(math.radians(p.yaw)), math.sin(math.radians(p.yaw))
+    a, b, cx, cy = c * s, sn * s, p.center[0] * S, p.center[1] * S
 
     def f(pts: np.ndarray, features: bool = True) -> np.ndarray:
         x, y = pts[:, 0], pts[:, 1]
-        if features:
-            x = R * np.sin(np.arcsin(np.clip(x / R, -1, 1)) + yaw)
-        x, y = x * s, y * s
-        return np.stack([c * x - sn * y + cx, sn * x + c * y + cy], 1)
+        if features:  # R sin(asin(x / R) + yaw), expanded
+            x = x * cyaw + np.sqrt(np.maximum(R2 - x * x, 0.0)) * syaw
+        out = np.empty((len(pts), 2))
+        out[:, 0] = a * x - b * y + cx
+        out[:, 1] = b * x + a * y + cy
+        return out
 
     return f, s
 
 
-def _poly(a: np.ndarray) -> list[tuple[float, float]]:
-    return [tuple(v) for v in a.tolist()]
+def _poly(a: np.ndarray) -> list[float]:
+    return a.ravel().tolist()  # PIL takes flat [x0, y0, x1, y1, ...]
 
 
 def render_face(params: FaceParams, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -372,10 +361,9 @@ def render_face(params: FaceParams, size: int) -> tuple[np.ndarray, np.ndarray]:
     dark = tuple(int(v * 0.3) for v in skin)
     shade = tuple(int(v * 0.72) for v in skin)
     W, H = p.face_width, 1.3 * p.face_length
-    th = np.linspace(0, 2 * np.pi, 48, endpoint=False)
 
     def ellipse(cx, cy, rx, ry, features=False):
-        return _poly(T(np.stack([cx + rx * np.cos(th), cy + ry * np.sin(th)], 1), features))
+        return _poly(T(np.stack([cx + rx * _COS48, cy + ry * _SIN48], 1), features))
 
     # Hair behind the head, then ears, then the face.
     if p.hair_style == 2:
