@@ -244,6 +244,9 @@ def test_load_from_checkpoint_uses_its_margin(tmp_path):
     img = astronaut()[60:200, 160:290]
     ref = Predictor.from_model(make_model(), face_margin=0.35).predict(img, detect=False)[0]
     assert p.predict(img, detect=False)[0].probabilities == pytest.approx(ref.probabilities, abs=1e-6)
+    run = tmp_path / "run"
+    make_ckpt(run / "checkpoints" / "best.ckpt", face_margin=0.35)
+    assert Predictor.load(run).predict(img, detect=False)[0].probabilities == pytest.approx(ref.probabilities, abs=1e-6)
     with pytest.raises(FileNotFoundError, match="nope.ckpt"):
         Predictor.load(tmp_path / "nope.ckpt")
     with pytest.raises(ValueError, match="backend"):

@@ -17,10 +17,14 @@ from affectkit.inference.predictor import ONNX_METADATA_KEY
 
 
 def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17) -> Path:
-    """Export the model in a Lightning ``.ckpt`` to ``out`` (.onnx) and write the sidecar json. Returns ``out``."""
+    """Export the model in a Lightning ``.ckpt`` (or a run folder's best) to ``out`` (.onnx) and write the sidecar json. Returns ``out``."""
     from affectkit.training.checkpoint import load_model
 
     ckpt = Path(ckpt)
+    if ckpt.is_dir():  # a training run folder
+        from affectkit.training.checkpoint import resolve_checkpoint
+
+        ckpt = resolve_checkpoint(ckpt)
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt}: no such checkpoint")
     model, meta = load_model(ckpt)

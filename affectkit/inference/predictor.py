@@ -191,12 +191,16 @@ class Predictor:
     # ---- construction -------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path, backend: str | None = None, device: str = "cpu", **kwargs) -> "Predictor":
-        """Load a ``.ckpt`` (backend "torch") or ``.onnx`` (backend "onnx"; chosen by suffix when None).
+        """Load a ``.ckpt`` or run folder (backend "torch") or ``.onnx`` (backend "onnx"; by suffix when None).
 
         kwargs go to the constructor (min_confidence, tta, batch_size) and, for torch, ``precision``
         ("fp32" default, or "bf16" autocast) and ``channels_last``; for onnx, ``threads``.
         """
         path = Path(path)
+        if path.is_dir():  # a training run folder: its checkpoints/best.ckpt (or last.ckpt)
+            from affectkit.training.checkpoint import resolve_checkpoint
+
+            path = resolve_checkpoint(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such model file")
         if backend is None:
