@@ -14,10 +14,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("-n", type=int, default=2000)
-    ap.add_argument("--workers", type=int, default=None, help="default: os.cpu_count()")
+    ap.add_argument("--workers", type=int, default=None, help="default: the usable CPUs")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    workers = args.workers or os.cpu_count() or 1
+    workers = args.workers or len(os.sched_getaffinity(0))
     tmp = tempfile.mkdtemp(prefix="synth_bench_")
     try:
         t0 = time.perf_counter()

@@ -226,9 +226,14 @@ def test_class_markers(faces):
 
     assert np.median([asym(L) for _, L in _by_class(faces, 7)]) > 0.3  # in half inter-ocular distances
     assert np.median([asym(L) for _, L in _by_class(faces, 0)]) < 0.05
-    # Disgust: the upper lip is raised off the lower one (mouth open under the lip) on one side more.
-    dis = _by_class(faces, 5)
-    assert np.mean([L[66, 1] - L[62, 1] for _, L in dis]) > np.mean([L[66, 1] - L[62, 1] for _, L in _by_class(faces, 6)])
+    # Disgust: the upper lip is raised off the lower one, more on one side.
+    def lip_gap_and_tilt(L):
+        return L[66, 1] - L[62, 1], abs(L[61, 1] - L[63, 1])
+
+    dis = np.array([lip_gap_and_tilt(L) for _, L in _by_class(faces, 5)])
+    ang = np.array([lip_gap_and_tilt(L) for _, L in _by_class(faces, 6)])
+    assert dis[:, 0].min() > 0.1 and np.median(ang[:, 0]) < 0.05
+    assert np.median(dis[:, 1]) > 0.05 and np.median(ang[:, 1]) < 0.01
 
 
 def test_landmark_geometry_separates_classes(faces):
@@ -268,7 +273,8 @@ def test_tiny_cnn_learns_expressions_and_va():
             xb = X[idx]
             xb = torch.where((torch.rand(len(idx)) < 0.5)[:, None, None, None], xb.flip(3), xb)
             out = net(xb)
-            loss = nn.functional.cross_entropy(out[:, :8], y[idx]) + nn.functional.mse_loss(torch.tanh(out[:, 8:]), va[idx])
+            loss = (nn.functional.cross_entropy(out[:, :8], y[idx])
+                    + nn.functional.mse_loss(torch.tanh(out[:, 8:]), va[idx]))
             opt.zero_grad()
             loss.backward()
             opt.step()

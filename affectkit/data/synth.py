@@ -25,7 +25,7 @@ import json
 import math
 import os
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -157,7 +157,8 @@ def _geometry(p: FaceParams) -> dict[str, float]:
         curve=0.26 * v + m.get("curve", 0.0),
         asym=m.get("asym", 0.0),
         lip_raise=m.get("lip_raise", 0.0),
-        wrinkle=m.get("wrinkle", 0.0), dimple=m.get("dimple", 0.0), folds=m.get("folds", 0.0), furrow=m.get("furrow", 0.0),
+        wrinkle=m.get("wrinkle", 0.0), dimple=m.get("dimple", 0.0), folds=m.get("folds", 0.0),
+        furrow=m.get("furrow", 0.0),
     )
 
 
@@ -408,7 +409,8 @@ def render_face(params: FaceParams, size: int) -> tuple[np.ndarray, np.ndarray]:
         lid_cover = np.concatenate([up, up[::-1] + np.array([0.0, -0.12])])
         d.polygon(_poly(T(lid_cover)), fill=skin)
         lo = pts[name][len(up) - 1:]  # lower lid (right corner back to left), closing the outline
-        low_cover = np.concatenate([np.vstack([up[-1:], lo, up[:1]]), np.vstack([up[:1], lo[::-1], up[-1:]]) + np.array([0.0, 0.1])])
+        lo_line = np.vstack([up[-1:], lo, up[:1]])
+        low_cover = np.concatenate([lo_line, lo_line[::-1] + np.array([0.0, 0.1])])
         d.polygon(_poly(T(low_cover)), fill=skin)
         d.line(_poly(T(up)), fill=dark, width=px(0.04), joint="curve")
     # Brows.
@@ -522,6 +524,13 @@ def _write_range(out_dir: str, seed: int, size: int, n: int, start: int, stop: i
     return stop - start
 
 
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # respects container/taskset limits, unlike os.cpu_count()
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
 def generate(out_dir: str | Path, n: int, seed: int = 0, size: int = 128, workers: int | None = None,
              progress: bool = False) -> Path:
     """Write ``n`` synthetic faces in the AffectNet layout under ``out_dir`` and return its path.
@@ -530,8 +539,8 @@ def generate(out_dir: str | Path, n: int, seed: int = 0, size: int = 128, worker
     ``<id>_val.npy`` / ``<id>_aro.npy`` (float in [-1, 1]), ``<id>_lnd.npy`` (136 floats x1, y1, x2, y2 ...
     of the iBUG 68 landmarks in pixels), ``<id>`` the zero-padded index (at least 6 digits), plus ``synth.json``
     (n, seed, size, generator version, complete). Bytes depend only on (n, seed, size), not on ``workers``
-    (default: ``os.cpu_count()``). Refuses a non-empty directory unless it is a previous synth output with the
-    same n, seed and size, which is overwritten.
+    (default: the CPUs this process may use). Refuses a non-empty directory unless it is a previous synth
+    output with the same n, seed and size, which is overwritten.
     """
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
@@ -560,7 +569,7 @@ def generate(out_dir: str | Path, n: int, seed: int = 0, size: int = 128, worker
     # Written first with complete=false so an interrupted run is still recognised as ours and can be redone.
     marker.write_text(json.dumps({**meta, "complete": False}, indent=1))
 
-    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
+    workers = _usable_cpus() if workers is None else max(1, int(workers))
     chunk = max(16, min(256, -(-n // (workers * 4))))
     ranges = [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
     bar = None
