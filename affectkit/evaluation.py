@@ -59,6 +59,9 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
     from affectkit.data.splits import load_split, make_split
     from affectkit.training.checkpoint import read_checkpoint, resolve_checkpoint, META_KEY
     from affectkit.training.module import AffectModule
+    from affectkit.training.run import quiet_lightning
+
+    quiet_lightning()
 
     src = Path(run_or_ckpt)
     ckpt_path = resolve_checkpoint(src)
@@ -93,7 +96,7 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
                         precision=cfg.get("precision", "32-true"), logger=False, enable_progress_bar=progress,
                         enable_model_summary=False, enable_checkpointing=False)
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+        quiet_lightning()
         trainer.test(module, datamodule=dm, verbose=False)
     res = module.test_results
     arrays = res.pop("_arrays")

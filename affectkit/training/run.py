@@ -97,6 +97,17 @@ def new_run_dir(out: str | Path | None, cfg: TrainConfig, resume: bool) -> Path:
     return run
 
 
+def quiet_lightning() -> None:
+    """Keep the engine's banners (accelerator tips, hardware lines) out of the user's terminal."""
+    import logging
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+
+
 def default_precision(accelerator: str = "auto") -> str:
     if torch.cuda.is_available() and accelerator in ("auto", "gpu", "cuda"):
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
@@ -115,6 +126,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     from affectkit.training.losses import balanced_class_weights
     from affectkit.training.module import AffectModule
 
+    quiet_lightning()
     if not cfg.data:
         raise ValueError("no data given: pass --data PATH (or data: in the config)")
     if cfg.label_mode == "distribution" and cfg.expression_loss == "ce":
@@ -167,8 +179,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     )
     t0 = time.time()
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+        quiet_lightning()
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_dir / "last.ckpt") if resume else None)
     if trainer.is_global_zero:
         ck = callbacks[0]
