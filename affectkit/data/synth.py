@@ -363,18 +363,27 @@ def render_face(params: FaceParams, size: int) -> tuple[np.ndarray, np.ndarray]:
     shade = tuple(int(v * 0.72) for v in skin)
     W, H = p.face_width, 1.3 * p.face_length
 
-    def ellipse(cx, cy, rx, ry, features=False):
-        return _poly(T(np.stack([cx + rx * _COS48, cy + ry * _SIN48], 1), features))
+    # Shapes are recorded in face units and posed in one batch at the end (per-shape numpy calls dominated).
+    ops: list[tuple[np.ndarray, bool, tuple, int]] = []  # (points, on the feature sphere, colour, line width|0)
+
+    def poly(pts: np.ndarray, fill: tuple, features: bool = True) -> None:
+        ops.append((pts, features, fill, 0))
+
+    def line(pts: np.ndarray, fill: tuple, width: float, features: bool = True) -> None:
+        ops.append((pts, features, fill, px(width)))
+
+    def ellipse(cx, cy, rx, ry):
+        return np.stack([cx + rx * _COS48, cy + ry * _SIN48], 1)
 
     # Hair behind the head, then ears, then the face.
     if p.hair_style == 2:
-        d.polygon(_poly(T(np.array([[-W * 1.15, -0.4 * H], [W * 1.15, -0.4 * H], [W * 1.2, 1.15 * H],
-                                    [-W * 1.2, 1.15 * H]]), False)), fill=p.hair)
+        poly(np.array([[-W * 1.15, -0.4 * H], [W * 1.15, -0.4 * H], [W * 1.2, 1.15 * H], [-W * 1.2, 1.15 * H]]),
+             p.hair, False)
     if p.hair_style:
-        d.polygon(ellipse(0, -0.18 * H, W * 1.1, H * 0.95), fill=p.hair)
+        poly(ellipse(0, -0.18 * H, W * 1.1, H * 0.95), p.hair, False)
     for sx in (-1, 1):
-        d.polygon(ellipse(sx * W * 0.97, _EYE_Y + 0.12, 0.14, 0.24), fill=shade)
-    d.polygon(_poly(T(pts["face"], False)), fill=skin)
+        poly(ellipse(sx * W * 0.97, _EYE_Y + 0.12, 0.14, 0.24), shade, False)
+    poly(pts["face"], skin, False)
     if p.hair_style in (1, 3):
         # Top of the head down to a hairline kept above the highest brow position; style 3 has a fringe.
         a = np.linspace(np.pi + 0.55, 2 * np.pi - 0.55, 21)
@@ -383,7 +392,7 @@ def render_face(params: FaceParams, size: int) -> tuple[np.ndarray, np.ndarray]:
         y_mid = (-0.7 if p.hair_style == 3 else -0.82) * H
         hairline = np.stack([t * top[-1, 0], top[-1, 1] + (y_mid - top[-1, 1]) * (1 - t**2) + 0.02 * np.cos(9 * t)], 1)
         cap = np.concatenate([top, hairline])
-        d.polygon(_poly(T(cap, False)), fill=p.hair)
+        poly(cap, p.hair, False)
 
     # Happy: cheek folds from the nose wings to outside the mouth corners.
     if g["folds"]:
@@ -391,59 +400,59 @@ def render_face(params: FaceParams, size: int) -> tuple[np.ndarray, np.ndarray]:
         for sx in (-1, 1):
             fold = np.array([[sx * 0.2, _NOSE_Y - 0.04], [sx * (mw * 0.8 + 0.12), _NOSE_Y + 0.14],
                              [sx * (mw + 0.1), _MOUTH_Y - g["curve"] * 0.6], [sx * (mw + 0.07), _MOUTH_Y + 0.1]])
-            d.line(_poly(T(fold)), fill=shade, width=px(0.05), joint="curve")
+            line(fold, shade, 0.05)
     # Anger: vertical furrow lines between the brows.
     if g["furrow"]:
         by = _EYE_Y - 0.22 - g["brow_raise"] + 0.1
         for sx in (-1, 1):
-            d.line(_poly(T(np.array([[sx * 0.06, by - 0.14], [sx * 0.045, by + 0.02]]))), fill=dark, width=px(0.04))
+            line(np.array([[sx * 0.06, by - 0.14], [sx * 0.045, by + 0.02]]), dark, 0.04)
 
     # Eyes.
     for name in ("eye_l", "eye_r"):
-        d.polygon(_poly(T(pts[name])), fill=(245, 245, 240))
+        poly(pts[name], (245, 245, 240))
         (icx, icy), (r, _) = pts[name + "_iris"]
-        d.polygon(ellipse(icx, icy, r, r, True), fill=p.iris)
-        d.polygon(ellipse(icx, icy, r * 0.45, r * 0.45, True), fill=(10, 10, 10))
+        poly(ellipse(icx, icy, r, r), p.iris)
+        poly(ellipse(icx, icy, r * 0.45, r * 0.45), (10, 10, 10))
         # Re-draw the skin above the upper lid so the iris never pokes out of the eye.
         up = pts[name + "_upper"]
         lid_cover = np.concatenate([up, up[::-1] + np.array([0.0, -0.12])])
-        d.polygon(_poly(T(lid_cover)), fill=skin)
+        poly(lid_cover, skin)
         lo = pts[name][len(up) - 1:]  # lower lid (right corner back to left), closing the outline
         lo_line = np.vstack([up[-1:], lo, up[:1]])
         low_cover = np.concatenate([lo_line, lo_line[::-1] + np.array([0.0, 0.1])])
-        d.polygon(_poly(T(low_cover)), fill=skin)
-        d.line(_poly(T(up)), fill=dark, width=px(0.04), joint="curve")
+        poly(low_cover, skin)
+        line(up, dark, 0.04)
     # Brows.
     brow_col = tuple(int(min(a, b * 0.8)) for a, b in zip(dark, p.hair)) if p.hair_style else dark
     for name in ("brow_l", "brow_r"):
-        d.line(_poly(T(pts[name])), fill=brow_col, width=px(0.1), joint="curve")
+        line(pts[name], brow_col, 0.1)
     # Nose: one side line and the nostrils.
     L = pts["landmarks"]
     nose_side = np.array([[0.05, _EYE_Y + 0.05], [0.09, _NOSE_Y - 0.08], [0.14, _NOSE_Y - 0.01]])
-    d.line(_poly(T(nose_side * np.array([p.side, 1]))), fill=shade, width=px(0.035), joint="curve")
+    line(nose_side * np.array([p.side, 1]), shade, 0.035)
     for k in (32, 34):
         nx, ny = L[k]
-        d.polygon(ellipse(nx, ny - 0.01, 0.04, 0.022, True), fill=dark)
-    d.line(_poly(T(L[31:36])), fill=shade, width=px(0.03), joint="curve")
+        poly(ellipse(nx, ny - 0.01, 0.04, 0.022), dark)
+    line(L[31:36], shade, 0.03)
     # Disgust: wrinkle lines across the nose bridge.
     if g["wrinkle"]:
         for k in range(3):
             y = _EYE_Y + 0.1 + 0.07 * k
             for sx in (-1, 1):
-                d.line(_poly(T(np.array([[sx * 0.02, y], [sx * 0.14, y - 0.05]]))), fill=dark, width=px(0.035))
+                line(np.array([[sx * 0.02, y], [sx * 0.14, y - 0.05]]), dark, 0.035)
     # Mouth: lips, opening, teeth, and the line between the lips.
-    d.polygon(_poly(T(pts["mouth_outer"])), fill=p.lip)
+    poly(pts["mouth_outer"], p.lip)
     if g["mouth_open"] + g["lip_raise"] > 0.015:
-        d.polygon(_poly(T(pts["mouth_inner"])), fill=(60, 15, 20))
+        poly(pts["mouth_inner"], (60, 15, 20))
         if p.expression == 1 and p.teeth and g["mouth_open"] > 0.05:
-            d.polygon(_poly(T(pts["teeth"])), fill=(240, 240, 235))
-    d.line(_poly(T(pts["mouth_line"])), fill=tuple(int(v * 0.45) for v in p.lip), width=px(0.035), joint="curve")
+            poly(pts["teeth"], (240, 240, 235))
+    line(pts["mouth_line"], tuple(int(v * 0.45) for v in p.lip), 0.035)
     # Contempt: a crease beside the raised corner.
     if g["dimple"]:
         cx, cy = pts["mouth_line"][-1 if p.side > 0 else 0]
         sx = 1.0 if p.side > 0 else -1.0
         crease = np.array([[cx + sx * 0.03, cy - 0.13], [cx + sx * 0.08, cy - 0.02], [cx + sx * 0.05, cy + 0.08]])
-        d.line(_poly(T(crease)), fill=tuple(int(v * 0.55) for v in skin), width=px(0.045), joint="curve")
+        line(crease, tuple(int(v * 0.55) for v in skin), 0.045)
 
     # Occluder: a rectangle or hand-like blob covering well under 15% of the face.
     if p.occlusion:
@@ -452,16 +461,36 @@ def render_face(params: FaceParams, size: int) -> tuple[np.ndarray, np.ndarray]:
                                        np.clip(np.array(skin) * rng.uniform(0.8, 1.1), 0, 255)))
         if p.occlusion == 1:
             w, h = rng.uniform(0.35, 0.7), rng.uniform(0.3, 0.6)
-            d.polygon(_poly(T(np.array([[ox - w / 2, oy - h / 2], [ox + w / 2, oy - h / 2], [ox + w / 2, oy + h / 2],
-                                        [ox - w / 2, oy + h / 2]]), False)), fill=colour)
+            poly(np.array([[ox - w / 2, oy - h / 2], [ox + w / 2, oy - h / 2], [ox + w / 2, oy + h / 2],
+                           [ox - w / 2, oy + h / 2]]), colour, False)
         else:
-            d.polygon(ellipse(ox, oy, 0.26, 0.2), fill=colour)
+            poly(ellipse(ox, oy, 0.26, 0.2), colour, False)
             ang = rng.uniform(-0.5, 0.5) - math.pi / 2
             for k in range(4):
                 a = ang + (k - 1.5) * 0.3
                 tip = np.array([[ox + 0.1 * math.cos(a), oy + 0.1 * math.sin(a)],
                                 [ox + 0.42 * math.cos(a), oy + 0.42 * math.sin(a)]])
-                d.line(_poly(T(tip, False)), fill=colour, width=px(0.09))
+                line(tip, colour, 0.09, False)
+
+
+    # Pose every recorded shape (and the landmarks) with two transform calls, then draw in order.
+    lmk_at = len(ops)
+    ops.append((L, True, (), -1))
+    posed: list[np.ndarray | None] = [None] * len(ops)
+    for features in (True, False):
+        sel = [i for i, o in enumerate(ops) if o[1] == features]
+        if not sel:
+            continue
+        allp = T(np.concatenate([ops[i][0] for i in sel]), features)
+        ends = np.cumsum([len(ops[i][0]) for i in sel])[:-1]
+        for i, part in zip(sel, np.split(allp, ends)):
+            posed[i] = part
+    for (_, _, fill, width), q in zip(ops[:lmk_at], posed[:lmk_at]):
+        if width:
+            d.line(_poly(q), fill=fill, width=width, joint="curve")
+        else:
+            d.polygon(_poly(q), fill=fill)
+    lmk_canvas = posed[lmk_at]
 
     if ss > 1:
         img = img.reduce(ss)
@@ -478,7 +507,7 @@ def render_face(params: FaceParams, size: int) -> tuple[np.ndarray, np.ndarray]:
     arr += 0.5
     np.clip(arr, 0, 255, out=arr)
     out = arr.astype(np.uint8)
-    lmk = (T(L) / ss).astype(np.float32)
+    lmk = (lmk_canvas / ss).astype(np.float32)
     return out, lmk
 
 
