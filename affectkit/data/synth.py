@@ -127,9 +127,10 @@ def sample_params(rng: np.random.Generator) -> FaceParams:
     )
 
 
-# Class markers at intensity 1. Keys: brow raise / inner-end tilt (up > 0) / inner ends drawn in / arch,
-# eye-opening change, mouth width factor, extra mouth opening, extra corner curvature, one-sided corner raise,
-# one-sided upper-lip raise, nose wrinkles, cheek folds, brow furrow lines.
+# Class markers at intensity 1, in face units unless noted. Keys: brow raise / inner-end tilt (up > 0) / inner
+# ends drawn in (< 0) / arch, eye-opening change (fraction), mouth width change (fraction), extra mouth opening,
+# extra corner lift, one-sided corner raise, one-sided upper-lip raise, and flags for nose wrinkles, contempt
+# crease, cheek folds and brow furrow lines.
 _MARKERS: dict[int, dict[str, float]] = {
     0: {},
     1: dict(eye=-0.3, width=0.15, open=0.04, curve=0.1, folds=1),
