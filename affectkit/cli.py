@@ -7,10 +7,6 @@ import sys
 from pathlib import Path
 
 
-def _weights_arg(v: str) -> str:
-    return v
-
-
 def cmd_synth(a):
     from affectkit.data.synth import generate
 
@@ -23,7 +19,7 @@ def cmd_data_summary(a):
     from affectkit.data.summary import format_summary, summarize
 
     rec = read_dataset(a.path, format=a.format, strict=a.strict, label_mode=a.label_mode)
-    s = summarize(rec)
+    s = summarize(rec, scan=not a.no_scan, strict=a.strict)
     print(json.dumps(s, indent=1, default=str) if a.json else format_summary(s))
 
 
@@ -32,7 +28,7 @@ _TRAIN_FLAGS = {
     "data": (str, "dataset folder (layout detected automatically)"),
     "format": (str, "force a dataset layout: affectnet_npy, affectnet_csv, ferplus, image_folder, manifest"),
     "backbone": (str, "vgg16, resnet50, mobilenet_v2, efficientnet_lite0, timm:<name>, ..."),
-    "weights": (_weights_arg, "imagenet (default; offline caches and packaged weights), none, or a PATH"),
+    "weights": (str, "imagenet (default; offline caches and packaged weights), none, or a PATH"),
     "epochs": (int, "epochs (default 25)"),
     "batch_size": (int, "batch size (default 32)"),
     "image_size": (int, "input size in pixels (default 224)"),
@@ -133,7 +129,7 @@ def cmd_export(a):
 
     if a.format != "onnx":
         raise SystemExit(f"unsupported export format {a.format!r}: only onnx")
-    print(export_onnx(a.checkpoint, a.out))
+    print(export_onnx(a.checkpoint, a.out, opset=a.opset))
 
 
 def cmd_serve(a):
@@ -163,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--json", action="store_true")
     ds.add_argument("--strict", action="store_true")
     ds.add_argument("--label-mode", default="majority")
+    ds.add_argument("--no-scan", action="store_true", help="skip decoding every image (faster on large sets)")
     ds.set_defaults(fn=cmd_data_summary)
 
     t = sub.add_parser("train", help="train a model; writes a run folder")
@@ -225,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("checkpoint")
     x.add_argument("--format", default="onnx")
     x.add_argument("--out", default="model.onnx")
+    x.add_argument("--opset", type=int, default=17)
     x.set_defaults(fn=cmd_export)
 
     sv = sub.add_parser("serve", help="web demo and JSON API")

@@ -20,7 +20,7 @@ class TrainConfig:
     split_file: str | None = None         # reuse a saved split
     cache: bool = True                    # decode once into a memory-mapped uint8 store
     strict: bool = False                  # bad files become errors instead of skipped-with-warning
-    face_margin: float = 0.0              # margin around detected faces at inference (training crops' framing)
+    face_margin: float = 0.2              # margin per side around detected faces at inference, matching crop framing
     # model
     name: str | None = None
     backbone: str = "resnet50"
