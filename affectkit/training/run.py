@@ -12,9 +12,50 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
+from affectkit.training.checkpoint import atomic_torch_save
 from affectkit.training.config import TrainConfig, save_config
+
+# Set by the primary process so the ranks Lightning launches later find the same run folder.
+RUN_DIR_ENV = "AFFECTKIT_RUN_DIR"
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning checkpoint I/O that writes atomically in the checkpoint's own folder and always loads with
+    ``weights_only=True`` (a crafted pickle cannot run code on ``--resume``).
+
+    Lightning's default goes through an fsspec transaction whose temporary file lives in the system temp folder;
+    when that is another filesystem the commit is a copy onto the destination, so a kill during it truncates
+    ``last.ckpt``. Here the temporary file sits next to the target and is renamed over it.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} does not support storage_options")
+        atomic_torch_save(checkpoint, path)
+
+    def load_checkpoint(self, path, map_location=lambda storage, loc: storage, weights_only: bool | None = None):
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        try:
+            return torch.load(path, map_location=map_location, weights_only=True)
+        except Exception as e:  # refused unpickling (crafted file) or a corrupt one
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise ValueError(f"{path}: not a loadable checkpoint with weights_only=True ({type(e).__name__}: {first})"
+                             ) from e
+
+
+def is_primary_process() -> bool:
+    """True unless the environment names this process a non-zero rank (Lightning's launched ranks, torchrun,
+    SLURM, a manually started node with NODE_RANK > 0)."""
+    for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID"):
+        v = os.environ.get(var)
+        if v not in (None, "", "0"):
+            return False
+    return True
 
 EPOCH_COLUMNS = [
     "epoch", "train_loss", "train_loss_expression", "train_loss_valence", "train_loss_arousal", "train_accuracy",
@@ -33,8 +74,9 @@ class EpochMetricsWriter(Callback):
         self.rows: list[dict[str, Any]] = []
         self._t0 = time.time()
 
-    def on_fit_start(self, trainer, pl_module):
-        # On resume, rows of epochs after the checkpoint are dropped: they will be run again.
+    def on_train_start(self, trainer, pl_module):
+        # On resume, rows of epochs after the checkpoint are dropped: they will be run again. (Not in on_fit_start:
+        # Lightning restores the loops, hence current_epoch, only after that hook.)
         if self.json.is_file():
             rows = json.loads(self.json.read_text())
             self.rows = [r for r in rows if r["epoch"] < trainer.current_epoch]
@@ -70,13 +112,24 @@ def _fmt(v) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
 
 
 def new_run_dir(out: str | Path | None, cfg: TrainConfig, resume: bool) -> Path:
-    """The run folder: never overwritten silently. A taken ``--out`` is refused unless resuming."""
+    """The run folder: never overwritten silently. A taken ``--out`` is refused unless resuming.
+
+    Only the primary process decides and checks; other ranks of a distributed run take the folder it chose
+    (``--out``, or the one it exported in ``$AFFECTKIT_RUN_DIR`` before launching them).
+    """
+    if not is_primary_process():
+        chosen = out if out is not None else os.environ.get(RUN_DIR_ENV)
+        if chosen is None:
+            raise ValueError("multi-process runs started by an external launcher (torchrun, srun) need --out RUN_DIR")
+        return Path(chosen)
+    if out is None and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        raise ValueError("multi-process runs started by an external launcher (torchrun, srun) need --out RUN_DIR")
     if out is None:
         base = Path("runs") / (cfg.name or cfg.backbone.replace(":", "_").replace("/", "_"))
         run = base
@@ -106,6 +159,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
+    warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")  # inside Lightning's all_gather
 
 
 def default_precision(accelerator: str = "auto") -> str:
@@ -132,19 +186,26 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     if cfg.label_mode == "distribution" and cfg.expression_loss == "ce":
         cfg.expression_loss = "soft_ce"
     run = new_run_dir(out, cfg, resume)
+    primary = is_primary_process()
+    os.environ[RUN_DIR_ENV] = str(run.resolve())
     records = read_dataset(cfg.data, format=cfg.format, strict=cfg.strict, label_mode=cfg.label_mode)
     split_path = run / "split.json"
     if split_path.is_file():
         split = load_split(split_path)
     elif cfg.split_file:
         split = load_split(cfg.split_file)
-    else:
+    else:  # deterministic in (records, seed): other ranks compute the same split
         split = make_split(records, test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed)
-    if not split_path.is_file():
-        save_split(split, split_path)
+    if primary and not split_path.is_file():
+        tmp = run / f".split.{os.getpid()}.json"
+        save_split(split, tmp)
+        os.replace(tmp, split_path)  # ranks started by torchrun may read it at any moment
     if cfg.precision == "auto":
         cfg.precision = default_precision(cfg.accelerator)
-    save_config(cfg, run / "config.yaml")
+    if primary:
+        tmp = run / f".config.{os.getpid()}.yaml"
+        save_config(cfg, tmp)
+        os.replace(tmp, run / "config.yaml")
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = AffectDataModule(records, split, image_size=cfg.image_size, batch_size=cfg.batch_size, cache=cfg.cache,
@@ -175,12 +236,13 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
         gradient_clip_val=cfg.grad_clip or None, callbacks=callbacks, logger=False, default_root_dir=run,
         enable_progress_bar=cfg.progress, enable_model_summary=False, num_sanity_val_steps=0,
         limit_train_batches=cfg.limit_train_batches, limit_val_batches=cfg.limit_val_batches,
-        log_every_n_steps=10,
+        log_every_n_steps=10, plugins=[AtomicCheckpointIO()],
     )
     t0 = time.time()
     with warnings.catch_warnings():
         quiet_lightning()
-        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_dir / "last.ckpt") if resume else None)
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_dir / "last.ckpt") if resume else None,
+                    weights_only=True)
     if trainer.is_global_zero:
         ck = callbacks[0]
         summary = {
