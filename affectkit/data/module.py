@@ -7,10 +7,83 @@ from collections import Counter
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, WeightedRandomSampler
+from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 
 from affectkit.data.dataset import AffectDataset, collate
 from affectkit.data.records import Records, Sample
+
+
+class EpochShuffleSampler(RandomSampler):
+    """A shuffling sampler whose order is a pure function of ``(seed, epoch)``.
+
+    Lightning calls ``set_epoch`` before each epoch, so an interrupted run that resumes replays the same order
+    (a plain ``RandomSampler`` draws from the global RNG instead). Being a ``RandomSampler``, it is swapped for a
+    ``DistributedSampler(shuffle=True)`` under DDP, which is seeded per epoch the same way.
+    """
+
+    def __init__(self, data_source, seed: int = 0):
+        super().__init__(data_source)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        self.epoch += 1  # a new order next pass even where nobody calls set_epoch
+        yield from torch.randperm(len(self.data_source), generator=g).tolist()
+
+
+class EpochWeightedSampler(WeightedRandomSampler):
+    """Class-balanced draws (with replacement) that are a pure function of ``(seed, epoch)``, like
+    `EpochShuffleSampler`. Under DDP Lightning wraps it and does not forward ``set_epoch``; each pass then
+    advances the epoch itself (fresh draws every epoch, but a mid-epoch resume is not replayed exactly)."""
+
+    def __init__(self, weights, num_samples: int, seed: int = 0):
+        super().__init__(weights, num_samples=num_samples, replacement=True)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        self.generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        self.epoch += 1
+        yield from super().__iter__()
+
+
+class ResumableDataLoader(DataLoader):
+    """A ``DataLoader`` that Lightning can checkpoint mid-epoch: ``state_dict()`` counts the batches served in the
+    current epoch and, after ``load_state_dict``, the next epoch's iteration skips that many.
+
+    Lightning saves this state with the loops and restores it only when resuming inside an epoch. With a
+    seeded per-epoch order (`EpochShuffleSampler`, or DDP's ``DistributedSampler``) the skipped batches are
+    exactly the ones trained on before the interruption. Iteration is lazy so the sampler sees ``set_epoch``
+    first. The class adds no constructor arguments: Lightning re-creates loaders (DDP samplers) from them.
+    """
+
+    def __iter__(self):
+        skip = getattr(self, "_skip", 0)
+        self._skip = 0
+        self._served = 0
+        return self._batches(skip)
+
+    def _batches(self, skip: int):
+        it = super().__iter__()
+        for _ in range(skip):  # a store-backed batch is one memory-map gather: cheap to drop
+            next(it, None)
+        self._served = skip
+        for batch in it:
+            self._served += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"batches_served": int(getattr(self, "_served", 0))}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._skip = int(state.get("batches_served", 0))
 
 
 class AffectDataModule(L.LightningDataModule):
@@ -41,6 +114,15 @@ class AffectDataModule(L.LightningDataModule):
 
         return apply_split(self.records, self.split)
 
+    def prepare_data(self) -> None:
+        # Lightning runs this on one process per node before `setup` on every rank: ranks don't all decode.
+        if self.cache:
+            from affectkit.data.cache import build_store
+
+            for samples in self.parts().values():
+                if samples:
+                    build_store(samples, self.image_size, strict=self.strict, progress=self.progress)
+
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
             return
@@ -70,19 +152,20 @@ class AffectDataModule(L.LightningDataModule):
     def _loader(self, part: str, train: bool) -> DataLoader:
         ds = self.datasets[part]
         workers = self._workers()
+        # Own generator: creating an iterator then never draws from the global RNG, which a resumed run restores.
         kw = dict(batch_size=self.batch_size, num_workers=workers, collate_fn=collate,
-                  pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+                  pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+                  generator=torch.Generator().manual_seed(self.seed))
         if workers > 0:
             kw["prefetch_factor"] = 4
         if train and self.balanced_sampling:
             exp = ds.labels["expression"][ds.valid]
             counts = Counter(exp.tolist())
             w = np.array([1.0 / counts[e] for e in exp])
-            g = torch.Generator().manual_seed(self.seed)
-            kw["sampler"] = WeightedRandomSampler(torch.as_tensor(w), num_samples=len(ds), replacement=True, generator=g)
-        else:
-            kw["shuffle"] = train
-        return DataLoader(ds, drop_last=train and len(ds) > self.batch_size, **kw)
+            kw["sampler"] = EpochWeightedSampler(torch.as_tensor(w), num_samples=len(ds), seed=self.seed)
+        elif train:
+            kw["sampler"] = EpochShuffleSampler(ds, seed=self.seed)
+        return ResumableDataLoader(ds, drop_last=train and len(ds) > self.batch_size, **kw)
 
     def train_dataloader(self):
         return self._loader("train", True)

@@ -13,6 +13,8 @@ from affectkit.training.checkpoint import META_KEY, model_meta
 from affectkit.training.config import TrainConfig
 from affectkit.training.losses import multitask_loss
 
+RESUME_KEY = "affectkit_resume"
+
 
 class AffectModule(L.LightningModule):
     """Wraps an ``AffectModel``; ``config`` is a plain dict of `TrainConfig` fields (saved as hyper-parameters)."""
@@ -30,6 +32,10 @@ class AffectModule(L.LightningModule):
         self.register_buffer("std", torch.tensor(pre["std"]).view(1, 3, 1, 1), persistent=False)
         self.class_weight = torch.tensor(class_weight) if class_weight is not None else None
         self._outputs: dict[str, list[dict[str, torch.Tensor]]] = {"train": [], "val": [], "test": []}
+        # Train-loss sums (loss * batch size) and sample count of the running epoch: kept here, not in Lightning's
+        # logger state, so a checkpoint saved mid-epoch carries them and a resumed epoch reports the same means.
+        self._train_sums: dict[str, torch.Tensor] = {}
+        self._train_count = 0
         if self.cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.cfg.freeze_stages:
@@ -65,10 +71,15 @@ class AffectModule(L.LightningModule):
                                 va_kind=c.va_loss, weights=(c.loss_expression, c.loss_valence, c.loss_arousal))
         bs = x.shape[0]
         on_step = stage == "train"
-        for k, v in losses.items():
-            name = f"{stage}_{k}"
-            self.log(name, v.detach(), on_step=False, on_epoch=True, batch_size=bs, sync_dist=stage != "train",
-                     prog_bar=(k == "loss"))
+        if on_step:
+            for k, v in losses.items():
+                acc = v.detach().float() * bs
+                self._train_sums[k] = self._train_sums[k] + acc if k in self._train_sums else acc
+            self._train_count += bs
+        else:
+            for k, v in losses.items():
+                self.log(f"{stage}_{k}", v.detach(), on_step=False, on_epoch=True, batch_size=bs, sync_dist=True,
+                         prog_bar=(k == "loss"))
         probs = logits.detach().float().softmax(-1)
         exp = batch["expression"]
         m = exp >= 0
@@ -146,7 +157,20 @@ class AffectModule(L.LightningModule):
                 self.log(k, v, prog_bar=k in (f"{stage}_accuracy", f"{stage}_score"), sync_dist=False)
         return m
 
+    def _log_train_losses(self) -> None:
+        if not self._train_sums:
+            return
+        keys = sorted(self._train_sums)
+        sums = torch.stack([self._train_sums[k] for k in keys] + [torch.tensor(float(self._train_count),
+                                                                               device=self.device)])
+        if self.trainer is not None and self.trainer.world_size > 1:
+            sums = self.all_gather(sums).reshape(-1, len(keys) + 1).sum(0)
+        for k, v in zip(keys, (sums[:-1] / sums[-1].clamp(min=1)).tolist()):
+            self.log(f"train_{k}", v, prog_bar=(k == "loss"), sync_dist=False)
+        self._train_sums, self._train_count = {}, 0
+
     def on_train_epoch_end(self):
+        self._log_train_losses()
         self._log_epoch("train")
         # Callbacks' on_train_epoch_end runs before this hook, so the epoch row is handed over from here.
         for cb in self.trainer.callbacks:
@@ -207,3 +231,64 @@ class AffectModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[META_KEY] = model_meta(self.model, self.cfg.to_dict())
+        if self._trainer is not None and self.trainer.state.fn == "fit":
+            checkpoint[RESUME_KEY] = self._resume_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get(RESUME_KEY)
+        if state is not None and self._trainer is not None:
+            self._restore_resume_state(state)
+
+    # -- exact resume ------------------------------------------------------------------------------------
+    def _resume_state(self) -> dict[str, Any]:
+        """What an interrupted epoch needs to finish as if it never stopped: the RNG states (augmentation and
+        dropout draw from them) and the epoch's partial train outputs and loss sums, gathered over ranks.
+        Plain tensors, ints and strings only, so the checkpoint still loads with ``weights_only=True``."""
+        import random
+
+        world = self.trainer.world_size
+        torch_rng = torch.get_rng_state()
+        if world > 1:  # every rank's stream, so each resumes its own (called on all ranks at save time)
+            torch_rng = self.all_gather(torch_rng.to(self.device)).cpu().reshape(world, -1)
+        np_state = np.random.get_state()
+        state: dict[str, Any] = {
+            "torch": torch_rng, "world_size": world,
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
+                      int(np_state[3]), float(np_state[4])],
+            "python": random.getstate(),
+        }
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        g = self.gathered("train")
+        state["train_outputs"] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in g.items()}
+        keys = sorted(self._train_sums)
+        sums = torch.stack([self._train_sums[k].float() for k in keys] +
+                           [torch.tensor(float(self._train_count), device=self.device)]) if keys else None
+        if sums is not None and world > 1:
+            sums = self.all_gather(sums).reshape(world, -1).sum(0)
+        state["train_sums"] = {"keys": keys, "values": sums.cpu() if sums is not None else torch.zeros(0)}
+        return state
+
+    def _restore_resume_state(self, state: dict[str, Any]) -> None:
+        import random
+
+        rank, world = self.global_rank, self.trainer.world_size
+        t = state["torch"]
+        if t.dim() == 2:
+            t = t[rank] if state.get("world_size") == world else t[0]
+        torch.set_rng_state(t.to(torch.uint8).cpu())
+        kind, key, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, cached))
+        ver, internal, gauss = state["python"]
+        random.setstate((ver, tuple(internal), gauss))
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+        # Partial outputs and sums were gathered over all ranks: rank 0 carries them, the epoch-end gather
+        # (deduplicated by sample index) puts them back together with the rest of the epoch.
+        outs, sums = state.get("train_outputs") or {}, state.get("train_sums") or {}
+        if rank == 0 and outs:
+            self._outputs["train"] = [dict(outs)]
+        if rank == 0 and sums.get("keys"):
+            v = sums["values"].to(self.device)
+            self._train_sums = {k: v[i] for i, k in enumerate(sums["keys"])}
+            self._train_count = int(v[-1].item())
