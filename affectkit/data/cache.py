@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -85,8 +87,28 @@ def build_store(samples: list[Sample], size: int, cache_dir: str | Path | None =
     folder = Path(cache_dir or default_cache_dir()) / f"{source_fingerprint(samples, size)}-{size}px"
     if (folder / "meta.json").is_file():
         return ImageStore(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / "images.tmp.npy"
+    # Built in a private folder renamed into place when complete: concurrent builders (DDP ranks, nodes on a
+    # shared filesystem) never see or clobber a half-written store, and a killed build leaves nothing it serves.
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        _build_into(work, samples, size, workers, strict, progress)
+        try:
+            os.rename(work, folder)
+        except OSError:
+            if not (folder / "meta.json").is_file():
+                if folder.is_dir():  # an empty or incomplete folder left by an older version: replace it
+                    shutil.rmtree(folder, ignore_errors=True)
+                os.rename(work, folder)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)  # another process won the race: use its store
+    return ImageStore(folder)
+
+
+def _build_into(folder: Path, samples: list[Sample], size: int, workers: int | None, strict: bool,
+                progress: bool) -> None:
+    tmp = folder / "images.npy"
     n = len(samples)
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
     del arr
@@ -94,7 +116,6 @@ def build_store(samples: list[Sample], size: int, cache_dir: str | Path | None =
     chunk = max(64, -(-n // (workers * 8))) if n else 1
     jobs = [(str(tmp), (n, size, size, 3), samples[i:i + chunk], i, size) for i in range(0, n, chunk)]
     bad: list[tuple[int, str]] = []
-    it = None
     if workers > 1 and n > 256 and not any(isinstance(s.image, np.ndarray) for s in samples[:1]):
         with ProcessPoolExecutor(workers) as ex:
             it = list(_progress(ex.map(_decode_chunk, jobs), len(jobs), progress, f"caching {n} images at {size}px"))
@@ -105,18 +126,14 @@ def build_store(samples: list[Sample], size: int, cache_dir: str | Path | None =
     if bad and strict:
         raise ValueError(f"{len(bad)} image(s) could not be decoded, first: {bad[0][1]}")
     for _, msg in bad[:20]:
-        warnings.warn(f"skipping unreadable image {msg}", stacklevel=2)
+        warnings.warn(f"skipping unreadable image {msg}", stacklevel=3)
     if len(bad) > 20:
-        warnings.warn(f"... and {len(bad) - 20} more unreadable images", stacklevel=2)
+        warnings.warn(f"... and {len(bad) - 20} more unreadable images", stacklevel=3)
     ok = np.ones(n, dtype=bool)
     ok[[i for i, _ in bad]] = False
-    os.replace(tmp, folder / "images.npy")
     meta = {"size": size, "n": n, "ok": ok.tolist(), "problems": [[s, m] for s, m in bad],
             "keys_hash": hashlib.sha1("\n".join(s.key for s in samples).encode()).hexdigest()}
-    tmp_meta = folder / "meta.json.tmp"
-    tmp_meta.write_text(json.dumps(meta))
-    os.replace(tmp_meta, folder / "meta.json")  # written last: a store with meta.json is complete
-    return ImageStore(folder)
+    (folder / "meta.json").write_text(json.dumps(meta))
 
 
 def _progress(it, total, enabled, desc):
