@@ -160,6 +160,7 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
     warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")  # inside Lightning's all_gather
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")  # --resume
 
 
 def default_precision(accelerator: str = "auto") -> str:
@@ -220,6 +221,9 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     module = AffectModule(cfg.to_dict(), class_weight=class_weight)
 
     ckpt_dir = run / "checkpoints"
+    if primary and ckpt_dir.is_dir():
+        for stale in ckpt_dir.glob(".*.tmp"):  # a write cut short by a kill; the checkpoint it targeted is intact
+            stale.unlink(missing_ok=True)
     callbacks: list[Callback] = [
         ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.monitor, mode="max", save_last=True,
                         enable_version_counter=False, auto_insert_metric_name=False),
