@@ -276,7 +276,8 @@ class AffectModule(L.LightningModule):
         t = state["torch"]
         if t.dim() == 2:
             t = t[rank] if state.get("world_size") == world else t[0]
-        torch.set_rng_state(t.to(torch.uint8).cpu())
+        # a row of the gathered (world, n) tensor has a storage offset: set_rng_state needs a fresh buffer
+        torch.set_rng_state(t.to(torch.uint8).cpu().clone())
         kind, key, pos, has_gauss, cached = state["numpy"]
         np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, cached))
         ver, internal, gauss = state["python"]
