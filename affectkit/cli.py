@@ -10,7 +10,8 @@ from pathlib import Path
 def cmd_synth(a):
     from affectkit.data.synth import generate
 
-    out = generate(a.out, a.n, seed=a.seed, size=a.size, workers=a.workers, progress=not a.quiet)
+    out = generate(a.out, a.n, seed=a.seed, size=a.size, workers=a.workers, progress=not a.quiet,
+                   difficulty=a.difficulty)
     print(f"wrote {a.n} synthetic faces to {out}")
 
 
@@ -101,7 +102,8 @@ def cmd_compare(a):
 def cmd_demo(a):
     from affectkit.demo import run_demo
 
-    run_demo(out=a.out, n=a.n, size=a.size, epochs=a.epochs, backbones=a.backbones, seed=a.seed)
+    run_demo(out=a.out, n=a.n, size=a.size, epochs=a.epochs, backbones=a.backbones, seed=a.seed,
+             difficulty=a.difficulty)
 
 
 def cmd_cache(a):
@@ -148,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--size", type=int, default=128)
     s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--difficulty", type=float, default=1.0, help="nuisance level in [0, 1] (pose, blur, noise, ...)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=cmd_synth)
 
@@ -203,6 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--epochs", type=int, default=None)
     m.add_argument("--backbones", nargs="+", default=None)
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--difficulty", type=float, default=None, help="synthetic nuisance level in [0, 1] (default 0.4)")
     m.set_defaults(fn=cmd_demo)
 
     pr = sub.add_parser("predict", help="expressions and valence/arousal for faces in images and videos")

@@ -11,8 +11,13 @@ from importlib import resources
 from pathlib import Path
 
 DEMO_N = 3000
-DEMO_SIZE = 64
-DEMO_BACKBONES = ("vgg16", "resnet50")
+DEMO_SIZE = 48
+# Moderate nuisance: pose, scale, backgrounds, blur, noise and occlusion stay, at 40% of the full range, so
+# two deep networks trained from scratch learn the cues within a CPU-minutes budget.
+DEMO_DIFFICULTY = 0.4
+# VGG16 with batch normalisation: plain VGG16 from random init sits at chance for many epochs (no BN, 13
+# stacked convs); the BN variant is the same architecture and trains from scratch in minutes.
+DEMO_BACKBONES = ("vgg16_bn", "resnet50")
 # What "really learned" means for the demo (and the README's claim): below these, the run is flagged.
 TARGETS = {"accuracy": 0.80, "valence_ccc": 0.70, "arousal_ccc": 0.70}
 
@@ -31,7 +36,8 @@ def _fresh(out: Path) -> Path:
 
 
 def run_demo(out: str | Path = "affectkit_demo", n: int | None = None, size: int | None = None,
-             epochs: int | None = None, backbones=None, seed: int = 0, verbose: bool = True) -> dict:
+             epochs: int | None = None, backbones=None, seed: int = 0, difficulty: float | None = None,
+             verbose: bool = True) -> dict:
     from affectkit.data.synth import generate
     from affectkit.evaluation import evaluate
     from affectkit.report.compare import compare_runs
@@ -47,8 +53,9 @@ def run_demo(out: str | Path = "affectkit_demo", n: int | None = None, size: int
     size = size or DEMO_SIZE
     t0 = time.time()
     data = out / "data"
-    say(f"[1/4] generating {n} synthetic faces at {size}px -> {data}")
-    generate(data, n, seed=seed, size=size)
+    difficulty = DEMO_DIFFICULTY if difficulty is None else difficulty
+    say(f"[1/4] generating {n} synthetic faces at {size}px (difficulty {difficulty}) -> {data}")
+    generate(data, n, seed=seed, size=size, difficulty=difficulty)
     runs = []
     results = {}
     for i, bb in enumerate(backbones or DEMO_BACKBONES):

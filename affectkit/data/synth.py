@@ -92,8 +92,14 @@ class FaceParams:
     detail_seed: int        # seeds the fine detail (background shapes, texture, noise, occluder placement)
 
 
-def sample_params(rng: np.random.Generator) -> FaceParams:
-    """Draw one face's labels and nuisance parameters from ``rng``."""
+def sample_params(rng: np.random.Generator, difficulty: float = 1.0) -> FaceParams:
+    """Draw one face's labels and nuisance parameters from ``rng``.
+
+    ``difficulty`` in [0, 1] scales the nuisance (how far the face may shrink in the frame, head pose, blur,
+    noise, lighting and occlusion odds); the expression cues are the same at every level. The same random draws
+    are made at any level, so 1.0 (the default) is the full-nuisance dataset.
+    """
+    d = float(np.clip(difficulty, 0.0, 1.0))
     expr = int(rng.integers(NUM_EXPRESSIONS))
     va = np.clip(VA_PROTOTYPES[expr] + rng.normal(0.0, VA_SPREAD, 2), -1.0, 1.0)
     skin = _SKIN_TONES[rng.integers(len(_SKIN_TONES))] * rng.uniform(0.92, 1.06) + rng.normal(0, 5, 3)
@@ -101,11 +107,11 @@ def sample_params(rng: np.random.Generator) -> FaceParams:
     lip = np.clip(skin * np.array([0.85, 0.55, 0.55]) + np.array([25, 0, 0]), 0, 255)
     hair = np.clip(_HAIR_COLOURS[rng.integers(len(_HAIR_COLOURS))] + rng.normal(0, 8, 3), 0, 255)
     iris = np.clip(_IRIS_COLOURS[rng.integers(len(_IRIS_COLOURS))] + rng.normal(0, 8, 3), 0, 255)
-    frac = float(rng.uniform(0.6, 0.9))
+    frac = 0.9 - (0.9 - float(rng.uniform(0.6, 0.9))) * d
     slack = (1.0 - frac) / 2 * 0.8
     bg = rng.integers(0, 256, (2, 3))
     u = rng.random()
-    occlusion = 0 if u >= 0.15 else (1 if u < 0.06 else 2)
+    occlusion = 0 if u >= 0.15 * d else (1 if u < 0.06 * d else 2)
 
     def col(a) -> tuple[int, int, int]:
         return tuple(int(round(v)) for v in a)
@@ -118,11 +124,11 @@ def sample_params(rng: np.random.Generator) -> FaceParams:
         skin=col(skin), lip=col(lip), hair=col(hair), hair_style=int(rng.integers(4)), iris=col(iris),
         gaze=(float(rng.uniform(-0.3, 0.3)), float(rng.uniform(-0.2, 0.2))),
         frac=frac, center=(float(0.5 + rng.uniform(-slack, slack)), float(0.5 + rng.uniform(-slack, slack))),
-        roll=float(rng.uniform(-15, 15)), yaw=float(rng.uniform(-15, 15)),
+        roll=float(rng.uniform(-15, 15)) * d, yaw=float(rng.uniform(-15, 15)) * d,
         bg_kind=int(rng.integers(4)), bg_colours=(col(bg[0]), col(bg[1])),
-        light_angle=float(rng.uniform(0, 2 * math.pi)), light_strength=float(rng.uniform(0.0, 0.3)),
-        blur=float(rng.uniform(0.3, 0.8)) if rng.random() < 0.3 else 0.0,
-        noise=float(rng.uniform(0.0, 7.0)),
+        light_angle=float(rng.uniform(0, 2 * math.pi)), light_strength=float(rng.uniform(0.0, 0.3)) * d,
+        blur=float(rng.uniform(0.3, 0.8)) if rng.random() < 0.3 * d else 0.0,
+        noise=float(rng.uniform(0.0, 7.0)) * d,
         occlusion=occlusion, detail_seed=int(rng.integers(2**31)),
     )
 
@@ -512,12 +518,12 @@ def render_face(params: FaceParams, size: int) -> tuple[np.ndarray, np.ndarray]:
     return out, lmk
 
 
-def face_params(seed: int, index: int) -> FaceParams:
-    """The parameters of face ``index`` of the dataset with ``seed``: a pure function of both."""
-    return sample_params(np.random.default_rng([int(seed), int(index)]))
+def face_params(seed: int, index: int, difficulty: float = 1.0) -> FaceParams:
+    """The parameters of face ``index`` of the dataset with ``seed``: a pure function of the arguments."""
+    return sample_params(np.random.default_rng([int(seed), int(index)]), difficulty)
 
 
-def synth_arrays(n: int, seed: int = 0, size: int = 64) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def synth_arrays(n: int, seed: int = 0, size: int = 64, difficulty: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """In-memory faces: ``(images uint8 (n, size, size, 3), expression int64 (n,), valence float32 (n,),
     arousal float32 (n,))``. Face ``i`` is the same face :func:`generate` writes as index ``i`` (before JPEG)."""
     if n < 0:
@@ -527,7 +533,7 @@ def synth_arrays(n: int, seed: int = 0, size: int = 64) -> tuple[np.ndarray, np.
     val = np.empty(n, np.float32)
     aro = np.empty(n, np.float32)
     for i in range(n):
-        p = face_params(seed, i)
+        p = face_params(seed, i, difficulty)
         images[i], _ = render_face(p, size)
         expr[i], val[i], aro[i] = p.expression, p.valence, p.arousal
     return images, expr, val, aro
@@ -537,11 +543,11 @@ def _id_width(n: int) -> int:
     return max(6, len(str(max(n - 1, 0))))
 
 
-def _write_range(out_dir: str, seed: int, size: int, n: int, start: int, stop: int) -> int:
+def _write_range(out_dir: str, seed: int, size: int, n: int, start: int, stop: int, difficulty: float = 1.0) -> int:
     out = Path(out_dir)
     w = _id_width(n)
     for i in range(start, stop):
-        p = face_params(seed, i)
+        p = face_params(seed, i, difficulty)
         img, lmk = render_face(p, size)
         key = f"{i:0{w}d}"
         Image.fromarray(img).save(out / "images" / f"{key}.jpg", quality=JPEG_QUALITY, subsampling=2,
@@ -562,13 +568,14 @@ def _usable_cpus() -> int:
 
 
 def generate(out_dir: str | Path, n: int, seed: int = 0, size: int = 128, workers: int | None = None,
-             progress: bool = False) -> Path:
+             progress: bool = False, difficulty: float = 1.0) -> Path:
     """Write ``n`` synthetic faces in the AffectNet layout under ``out_dir`` and return its path.
 
     ``images/<id>.jpg`` (JPEG quality 95), ``annotations/<id>_exp.npy`` (int expression id),
     ``<id>_val.npy`` / ``<id>_aro.npy`` (float in [-1, 1]), ``<id>_lnd.npy`` (136 floats x1, y1, x2, y2 ...
     of the iBUG 68 landmarks in pixels), ``<id>`` the zero-padded index (at least 6 digits), plus ``synth.json``
-    (n, seed, size, generator version, complete). Bytes depend only on (n, seed, size), not on ``workers``
+    (n, seed, size, difficulty, generator version, complete). Bytes depend only on (n, seed, size, difficulty),
+    not on ``workers``
     (default: the CPUs this process may use). Refuses a non-empty directory unless it is a previous synth
     output with the same n, seed and size, which is overwritten.
     """
@@ -578,7 +585,7 @@ def generate(out_dir: str | Path, n: int, seed: int = 0, size: int = 128, worker
         raise ValueError(f"size must be >= 16 pixels, got {size}")
     out = Path(out_dir)
     meta = {"generator": "affectkit.synth", "version": GENERATOR_VERSION, "n": int(n), "seed": int(seed),
-            "size": int(size)}
+            "size": int(size), "difficulty": float(difficulty)}
     marker = out / "synth.json"
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: exists and is not a directory")
@@ -611,12 +618,12 @@ def generate(out_dir: str | Path, n: int, seed: int = 0, size: int = 128, worker
             bar = None
     if workers == 1 or len(ranges) == 1:
         for s, e in ranges:
-            done = _write_range(str(out), seed, size, n, s, e)
+            done = _write_range(str(out), seed, size, n, s, e, difficulty)
             if bar is not None:
                 bar.update(done)
     else:
         with ProcessPoolExecutor(max_workers=min(workers, len(ranges))) as ex:
-            futs = [ex.submit(_write_range, str(out), seed, size, n, s, e) for s, e in ranges]
+            futs = [ex.submit(_write_range, str(out), seed, size, n, s, e, difficulty) for s, e in ranges]
             for f in futs:
                 done = f.result()
                 if bar is not None:
