@@ -7,6 +7,13 @@ import sys
 from pathlib import Path
 
 
+def _primary() -> bool:
+    """Only one process of a distributed run prints results."""
+    from affectkit.training.run import is_primary_process
+
+    return is_primary_process()
+
+
 def cmd_synth(a):
     from affectkit.data.synth import generate
 
@@ -66,7 +73,8 @@ def cmd_train(a):
         over[k.replace("-", "_")] = yaml.safe_load(v)
     cfg = load_config(a.config, **over)
     run = train(cfg, out=a.out, resume=a.resume)
-    print(f"run folder: {run}")
+    if _primary():
+        print(f"run folder: {run}")
 
 
 def cmd_evaluate(a):
@@ -75,6 +83,8 @@ def cmd_evaluate(a):
     res = evaluate(a.run, data=a.data, format=a.format, split=a.split, out=a.out, tta=a.tta,
                    batch_size=a.batch_size, devices=_devices(a.devices) or 1, strategy=a.strategy,
                    num_nodes=a.num_nodes, progress=True)
+    if not _primary():
+        return
     keys = ["n", "accuracy", "f1_macro", "kappa", "krippendorff_alpha", "auc_roc", "auc_pr"]
     print(json.dumps({k: res.get(k) for k in keys} | {"valence": res.get("valence"), "arousal": res.get("arousal"),
                                                       "warnings": res.get("warnings")}, indent=1))

@@ -102,8 +102,9 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
     arrays = res.pop("_arrays")
     probs, va = arrays["probs"], arrays["va"]
     res["warnings"] = detect_collapse(probs, va[:, 0], va[:, 1])
-    for w in res["warnings"]:
-        warnings.warn(f"collapse check: {w}", stacklevel=2)
+    if trainer.is_global_zero:
+        for w in res["warnings"]:
+            warnings.warn(f"collapse check: {w}", stacklevel=2)
     res.update({"split": split, "checkpoint": str(ckpt_path), "data": str(data), "tta": tta,
                 "backbone": cfg.get("backbone")})
     res = _jsonable(res)
