@@ -417,3 +417,21 @@ def test_video_through_opencv_path(tmp_path, monkeypatch, predictor):
     assert [r["frame"] for r in rows] == [0, 3, 6] and all(r["status"] == "ok" for r in rows)
     assert fake.writer_args == ("clip_annotated.mp4", pytest.approx(20.0 / 3), (480, 360))
     assert len(fake.written) == 3
+
+
+def test_real_mp4_every_nth_frame_with_timestamps_and_annotated_video(tmp_path, predictor):
+    """An actual MP4 through OpenCV: every Nth frame, timestamps from the frame rate, an annotated video out."""
+    cv2 = pytest.importorskip("cv2")
+    from affectkit.inference.video import run_predict
+
+    path = tmp_path / "clip.mp4"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (96, 96))
+    rng = np.random.default_rng(0)
+    for _ in range(25):
+        w.write(rng.integers(0, 256, (96, 96, 3), dtype=np.uint8))
+    w.release()
+    rows = run_predict(predictor, [path], detect=False, every_n=10, annotate=tmp_path / "ann")
+    assert [r["frame"] for r in rows] == [0, 10, 20]
+    assert [r["time_s"] for r in rows] == pytest.approx([0.0, 1.0, 2.0])
+    assert all(r["status"] == "ok" and r["expression"] for r in rows)
+    assert any(p.suffix in (".mp4", ".gif") for p in (tmp_path / "ann").rglob("*"))
