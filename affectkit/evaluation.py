@@ -92,8 +92,13 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
     module.tta = tta
     dm = AffectDataModule(records, parts, image_size=cfg["image_size"], batch_size=batch_size,
                           cache=cfg.get("cache", True), num_workers=cfg.get("num_workers", -1))
+    precision = cfg.get("precision") or "auto"
+    if precision == "auto":
+        from affectkit.training.run import default_precision
+
+        precision = default_precision(accelerator)
     trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
-                        precision=cfg.get("precision", "32-true"), logger=False, enable_progress_bar=progress,
+                        precision=precision, logger=False, enable_progress_bar=progress,
                         enable_model_summary=False, enable_checkpointing=False)
     with warnings.catch_warnings():
         quiet_lightning()

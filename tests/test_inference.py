@@ -317,8 +317,15 @@ def test_run_predict_gif_video_json_and_no_detect(tmp_path, predictor):
     xs = [r["x1"] for r in rows]
     assert xs[0] < xs[1] < xs[2]  # the face moves right 60 px every 2 frames
     assert json.loads(out.read_text()) == rows
-    with Image.open(ann / "clip_annotated.gif") as im:
-        assert im.n_frames == 3
+    if (ann / "clip_annotated.mp4").is_file():  # OpenCV present: annotated video as MP4
+        import cv2
+
+        cap = cv2.VideoCapture(str(ann / "clip_annotated.mp4"))
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 3
+        cap.release()
+    else:
+        with Image.open(ann / "clip_annotated.gif") as im:
+            assert im.n_frames == 3
     whole = run_predict(predictor, [gif], detect=False, every_n=3)
     assert [(r["frame"], r["x1"], r["x2"]) for r in whole] == [(0, 0.0, 480.0), (3, 0.0, 480.0)]
 
