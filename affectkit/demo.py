@@ -26,15 +26,6 @@ def config_path(name: str) -> Path:
     return Path(str(resources.files("affectkit") / "configs" / f"{name}.yaml"))
 
 
-def _fresh(out: Path) -> Path:
-    run = out
-    i = 1
-    while run.exists() and any(run.iterdir()):
-        i += 1
-        run = out.with_name(f"{out.name}-{i}")
-    return run
-
-
 def run_demo(out: str | Path = "affectkit_demo", n: int | None = None, size: int | None = None,
              epochs: int | None = None, backbones=None, seed: int = 0, difficulty: float | None = None,
              verbose: bool = True) -> dict:
@@ -43,12 +34,13 @@ def run_demo(out: str | Path = "affectkit_demo", n: int | None = None, size: int
     from affectkit.report.compare import compare_runs
     from affectkit.report.writer import write_report
     from affectkit.training.config import load_config
-    from affectkit.training.run import train
+    from affectkit.training.run import free_folder, train
 
     say = print if verbose else (lambda *a, **k: None)
-    out = _fresh(Path(out))
-    if out != Path(out):
-        say(f"{Path(out)} is taken; writing to {out}")
+    requested = Path(out)
+    out = free_folder(requested)
+    if out != requested:
+        say(f"{requested} is taken; writing to {out}")
     n = n or DEMO_N
     size = size or DEMO_SIZE
     t0 = time.time()

@@ -87,8 +87,7 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
 
     cfg["weights"] = "none"  # weights come from the checkpoint
     module = AffectModule(cfg)
-    state = {k: v for k, v in ckpt["state_dict"].items()}
-    module.load_state_dict(state, strict=False)
+    module.load_state_dict(ckpt["state_dict"], strict=False)
     module.tta = tta
     dm = AffectDataModule(records, parts, image_size=cfg["image_size"], batch_size=batch_size,
                           cache=cfg.get("cache", True), num_workers=cfg.get("num_workers", -1))

@@ -139,3 +139,17 @@ def test_config_yaml_and_overrides(tmp_path):
     assert cfg.backbone == "vgg16" and cfg.epochs == 5 and cfg.lr == 0.01 and cfg.batch_size == 32
     with pytest.raises(ValueError, match="unknown config option"):
         load_config(None, epoch=3)
+
+
+def test_free_folder_never_reuses_a_taken_folder(tmp_path):
+    from affectkit.training.run import free_folder
+
+    base = tmp_path / "affectkit_demo"
+    assert free_folder(base) == base
+    base.mkdir()
+    assert free_folder(base) == base  # empty: usable
+    (base / "x").write_text("1")
+    assert free_folder(base) == tmp_path / "affectkit_demo-2"
+    (tmp_path / "affectkit_demo-2").mkdir()
+    (tmp_path / "affectkit_demo-2" / "y").write_text("1")
+    assert free_folder(base) == tmp_path / "affectkit_demo-3"

@@ -53,7 +53,7 @@ def source_fingerprint(samples: list[Sample], size: int) -> str:
 
 
 def _decode_chunk(args):
-    path, shape, samples, start, size = args
+    path, samples, start, size = args
     arr = np.lib.format.open_memmap(path, mode="r+")
     bad = []
     for j, s in enumerate(samples):
@@ -114,7 +114,7 @@ def _build_into(folder: Path, samples: list[Sample], size: int, workers: int | N
     del arr
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     chunk = max(64, -(-n // (workers * 8))) if n else 1
-    jobs = [(str(tmp), (n, size, size, 3), samples[i:i + chunk], i, size) for i in range(0, n, chunk)]
+    jobs = [(str(tmp), samples[i:i + chunk], i, size) for i in range(0, n, chunk)]
     bad: list[tuple[int, str]] = []
     if workers > 1 and n > 256 and not any(isinstance(s.image, np.ndarray) for s in samples[:1]):
         with ProcessPoolExecutor(workers) as ex:

@@ -117,6 +117,15 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def free_folder(base: Path) -> Path:
+    """``base`` if it is absent or empty, else the first free ``base-2``, ``base-3``, ..."""
+    run, i = base, 1
+    while run.exists() and any(run.iterdir()):
+        i += 1
+        run = base.with_name(f"{base.name}-{i}")
+    return run
+
+
 def new_run_dir(out: str | Path | None, cfg: TrainConfig, resume: bool) -> Path:
     """The run folder: never overwritten silently. A taken ``--out`` is refused unless resuming.
 
@@ -131,12 +140,7 @@ def new_run_dir(out: str | Path | None, cfg: TrainConfig, resume: bool) -> Path:
     if out is None and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         raise ValueError("multi-process runs started by an external launcher (torchrun, srun) need --out RUN_DIR")
     if out is None:
-        base = Path("runs") / (cfg.name or cfg.backbone.replace(":", "_").replace("/", "_"))
-        run = base
-        i = 1
-        while run.exists() and any(run.iterdir()):
-            i += 1
-            run = base.with_name(f"{base.name}-{i}")
+        run = free_folder(Path("runs") / (cfg.name or cfg.backbone.replace(":", "_").replace("/", "_")))
         if resume:
             raise ValueError("--resume needs --out RUN_DIR naming the run to continue")
     else:
