@@ -149,7 +149,8 @@ def test_ferplus_label_modes_on_tiny_fixture(tmp_path: Path) -> None:
         ("unknown.png", [0, 3, 0, 0, 0, 0, 0, 0, 4, 3]),
         ("nf.png", [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]),
     ])
-    _ferplus_tiny(tmp_path, [("v.png", [0, 0, 0, 0, 0, 0, 0, 9, 1, 0])], folder="FER2013Valid")
+    _ferplus_tiny(tmp_path, [("v.png", [0, 0, 0, 0, 0, 0, 0, 9, 1, 0]), ("vtie.png", [4, 4, 0, 0, 0, 0, 0, 0, 0, 0])],
+                  folder="FER2013Valid")
     assert detect_format(tmp_path) == "ferplus"
     records = read_dataset(tmp_path)
     by_key = {s.key: s for s in records.samples}
@@ -159,12 +160,14 @@ def test_ferplus_label_modes_on_tiny_fixture(tmp_path: Path) -> None:
     assert happy.split == "train" and by_key["FER2013Valid/v.png"].split == "val"
     assert np.allclose(surprise.soft_label, [0, 0, 0, 0.6, 0.4, 0, 0, 0])  # AffectNet order: Fear is id 4
     assert np.allclose(happy.soft_label.sum(), 1.0) and happy.box == (0, 0, 16, 16)
-    assert records.excluded == {"ferplus tied top emotion vote": 1, "ferplus top vote unknown/NF": 2}
+    assert records.excluded == {"ferplus tied top emotion vote": 2, "ferplus top vote unknown/NF": 2}
 
+    # distribution mode keeps tied training images only: validation stays majority-vote
     soft = read_dataset(tmp_path, label_mode="distribution")
     tie = {s.key: s for s in soft.samples}["FER2013Train/tie.png"]
     assert np.allclose(tie.soft_label, [0, 0.5, 0, 0.5, 0, 0, 0, 0])
-    assert len(soft) == 4 and soft.excluded == {"ferplus top vote unknown/NF": 2}
+    assert len(soft) == 4 and "FER2013Valid/vtie.png" not in {s.key for s in soft.samples}
+    assert soft.excluded == {"ferplus top vote unknown/NF": 2, "ferplus tied top emotion vote": 1}
     with pytest.raises(ValueError, match="label_mode"):
         read_dataset(tmp_path, label_mode="soft")
 

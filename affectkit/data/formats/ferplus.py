@@ -10,9 +10,10 @@ Label modes:
   unknown or NF vote is at least the top emotion vote (``"ferplus top vote unknown/NF"``; this includes images
   with no emotion votes) and images whose top emotion vote is shared by two emotions
   (``"ferplus tied top emotion vote"``).
-- ``"distribution"``: the same unknown/NF images are dropped, but tied images are kept; training uses
-  ``soft_label``. ``expression`` is still set to the top emotion (ties -> lowest AffectNet id) so that
-  stratified splits and metrics have a class.
+- ``"distribution"``: the same unknown/NF images are dropped, but tied *training* images are kept; training
+  uses ``soft_label``. ``expression`` is still set to the top emotion (ties -> lowest AffectNet id) so that
+  stratified splits have a class. Valid/Test images follow the majority rule in both modes, so validation
+  (model selection) and reported metrics are always the standard majority-vote accuracy.
 
 ``soft_label`` (8 emotion votes normalised to sum 1, AffectNet order) is filled for every kept image.
 The root may also be a single ``FER2013*`` folder: then only that split is read (keys stay relative to its
@@ -100,7 +101,7 @@ def _read_folder(collector: Collector, folder: Path, split: str, label_mode: str
         if unknown_top[i]:
             collector.drop("ferplus top vote unknown/NF")
             continue
-        if tied[i] and label_mode == "majority":
+        if tied[i] and (label_mode == "majority" or split != "train"):
             collector.drop("ferplus tied top emotion vote")
             continue
         collector.add(
