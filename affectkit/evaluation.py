@@ -105,7 +105,10 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
     res = module.test_results
     arrays = res.pop("_arrays")
     probs, va = arrays["probs"], arrays["va"]
-    res["warnings"] = detect_collapse(probs, va[:, 0], va[:, 1])
+    # a head never trained (no labels in the split, or loss weight 0, as on FER+) is not a collapse
+    checked = [va[:, j] if res.get(f"n_{key}", 0) > 0 and cfg.get(f"loss_{key}", 1.0) > 0 else None
+               for j, key in enumerate(("valence", "arousal"))]
+    res["warnings"] = detect_collapse(probs, *checked)
     if trainer.is_global_zero:
         for w in res["warnings"]:
             warnings.warn(f"collapse check: {w}", stacklevel=2)

@@ -12,7 +12,7 @@ Figures (images/s):
 (d) naive: per-sample JPEG decode (OpenCV if importable, else PIL), labels from one ``.npy`` per label read in
     the loop, torchvision per-sample transforms, default collate, single process, the same model step;
 (d') hand-made: the naive pipeline as a first script runs it, with PyTorch's defaults (fp32, contiguous
-    memory): what a user's own training loop costs; ours/hand-made is the speed-up affectkit's defaults buy;
+    memory, ``torch.optim.Adam``): what a user's own training loop costs; ours/hand-made is the speed-up affectkit's defaults buy;
 (e) data path alone (no model): our loader + on-device augmentation vs the naive loader.
 
 Run: ``python bench/train_throughput.py --backbone resnet50 --image-size 224 --n 512 --batch-size 32``.
@@ -56,11 +56,18 @@ def autocast_ctx(precision: str):
     return contextlib.nullcontext()
 
 
-def model_step_fn(module, precision: str):
-    """One training step as Lightning runs it: autocast forward + loss, backward, Adam step, zero_grad."""
+def model_step_fn(module, precision: str, hand_made: bool = False):
+    """One training step as Lightning runs it: autocast forward + loss, backward, optimizer step, zero_grad.
+
+    The optimizer is the module's own (``configure_optimizers``), or with ``hand_made`` plain
+    ``torch.optim.Adam`` with PyTorch's defaults, as a first script writes it."""
     from affectkit.training.losses import multitask_loss
 
-    opt = torch.optim.Adam(module.model.parameters(), lr=1e-4)
+    if hand_made:
+        opt = torch.optim.Adam(module.model.parameters(), lr=1e-4)
+    else:
+        opt = module.configure_optimizers()
+        assert isinstance(opt, torch.optim.Optimizer), "bench configs use no schedule"
     c = module.cfg
 
     def step(x, batch):
@@ -229,12 +236,13 @@ class NaiveDataset(torch.utils.data.Dataset):
                    "arousal": torch.tensor(aro, dtype=torch.float32)}
 
 
-def bench_naive(data: Path, backbone, size, bs, steps, precision, channels_last: bool = True):
+def bench_naive(data: Path, backbone, size, bs, steps, precision, channels_last: bool = True,
+                hand_made: bool = False):
     ds = NaiveDataset(data, size)
     loader = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=True, num_workers=0, drop_last=True)
     module, _ = make_module(backbone, size, bs, channels_last=channels_last)
     module.train()
-    step = model_step_fn(module, precision)
+    step = model_step_fn(module, precision, hand_made=hand_made)
     x, batch = fake_batch(bs, size)
     step(x, batch)  # same warm-up as (a)
     n = 0
@@ -299,7 +307,7 @@ def main(argv=None):
         print(f"(d) naive per-sample  train {nv['train']:8.1f} img/s   decoder {nv['decoder']} ({load_avg()})",
               flush=True)
         print(f"    ours/naive = {p['steady'] / nv['train']:.2f} (training)", flush=True)
-        hm = bench_naive(data, args.backbone, size, bs, steps, "32-true", channels_last=False)
+        hm = bench_naive(data, args.backbone, size, bs, steps, "32-true", channels_last=False, hand_made=True)
         print(f"(d') hand-made (fp32, contiguous)  train {hm['train']:8.1f} img/s ({load_avg()})", flush=True)
         print(f"    ours/hand-made = {p['steady'] / hm['train']:.2f} (training)", flush=True)
         print(f"(e) data path alone   ours {p['data_only']:8.1f} img/s   naive {nv['data_only']:8.1f} img/s   "

@@ -86,6 +86,13 @@ def test_collapsed_model_is_flagged(synth_small, tmp_path):
     assert "Sad" in text
     assert any("valence" in w for w in res["warnings"]) and any("arousal" in w for w in res["warnings"])
 
+    # a valence/arousal head trained with loss weight 0 (FER+ recipe) is not checked: only the class collapse
+    cfg.update(loss_valence=0.0, loss_arousal=0.0)
+    ckpt = save_model_checkpoint(model, tmp_path / "no_va.ckpt", cfg)
+    with pytest.warns(UserWarning, match="collapse"):
+        res = evaluate(ckpt, split="all", out=tmp_path / "m2.json")
+    assert res["warnings"] and all("valence" not in w and "arousal" not in w for w in res["warnings"])
+
 
 def _set_constant_head(model):
     """Zero every weight of the head and bias it to class Sad and valence/arousal at +1."""

@@ -34,7 +34,7 @@ class TrainConfig:
     optimizer: str = "adam"               # adam | adamw | sgd
     lr: float = 1e-4
     backbone_lr_mult: float = 1.0         # < 1: discriminative LRs (backbone learns slower than the new head)
-    weight_decay: float = 0.0
+    weight_decay: float | None = None     # None: 0.05 for adamw (decoupled), 0 for adam/sgd
     schedule: str = "none"                # none | cosine | step
     warmup_epochs: float = 0.0
     step_size: int = 10                   # step schedule: epochs between decays
