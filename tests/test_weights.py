@@ -184,7 +184,7 @@ def _top1(model, transform, image: np.ndarray) -> int:
         return int(model(transform(Image.fromarray(image)).unsqueeze(0)).argmax(1))
 
 
-@pytest.mark.parametrize("name", ["efficientnet_lite0", "mobilenet_v2"])
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2", "mobilenet_v2"])
 def test_packaged_imagenet_weights_are_real(name):
     skimage_data = pytest.importorskip("skimage.data")
     src = resolve_imagenet(get_spec(name))
