@@ -49,6 +49,7 @@ _TRAIN_FLAGS = {
     "strategy": (str, "training strategy, e.g. ddp"),
     "accelerator": (str, "cpu, gpu or auto"),
     "precision": (str, "auto, 32-true, bf16-mixed, 16-mixed"),
+    "decode_device": (str, "build the decoded-image store on this device, e.g. cuda (nvJPEG)"),
 }
 
 
@@ -121,7 +122,8 @@ def cmd_cache(a):
     from affectkit.data.cache import build_store
 
     rec = read_dataset(a.path, format=a.format, strict=a.strict)
-    store = build_store(rec.samples, a.size, cache_dir=a.cache_dir, strict=a.strict, progress=True)
+    store = build_store(rec.samples, a.size, cache_dir=a.cache_dir, strict=a.strict, progress=True,
+                        decode_device=a.decode_device)
     print(f"{int(store.ok.sum())}/{len(store)} images cached at {a.size}px in {store.folder}")
 
 
@@ -252,6 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--format", default=None)
     ca.add_argument("--cache-dir", default=None)
     ca.add_argument("--strict", action="store_true")
+    ca.add_argument("--decode-device", default=None, help="decode JPEGs on this device, e.g. cuda (nvJPEG)")
     ca.set_defaults(fn=cmd_cache)
     return p
 

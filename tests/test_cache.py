@@ -90,3 +90,42 @@ def test_concurrent_builders_share_one_complete_store(faces, tmp_path):
     assert [p.name for p in cdir.iterdir()] == [stores[0].folder.name]
     for i, s in enumerate(samples):
         np.testing.assert_array_equal(stores[0].images[i], decode_resized(s, 24))
+
+
+def test_device_decoder_agrees_with_cpu_decoder_and_falls_back(faces, tmp_path):
+    """The nvJPEG store build, run here through torchvision's decoder on the CPU device: same pixels up to
+    interpolation rounding; PNGs, EXIF-rotated and truncated JPEGs go through the CPU decoder."""
+    from dataclasses import replace
+
+    from affectkit.data.device_decode import device_decodable
+
+    samples = _samples(faces)
+    src = Path(samples[0].image)
+    png = tmp_path / "face.png"
+    Image.open(src).save(png)
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: nvJPEG would ignore this
+    Image.open(samples[1].image).save(rotated, exif=exif)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(Path(samples[2].image).read_bytes()[:-300])
+    mixed = [replace(samples[0], image=str(png)), replace(samples[1], image=str(rotated)),
+             replace(samples[2], image=str(truncated)), replace(samples[3], box=(4, 2, 20, 24)), *samples[4:]]
+    assert [device_decodable(s) for s in mixed[:4]] == [False, False, True, True]
+
+    with pytest.warns(UserWarning, match="truncated.jpg"):
+        dev = build_store(mixed, 24, cache_dir=tmp_path / "dev", decode_device="cpu")
+    with pytest.warns(UserWarning, match="truncated.jpg"):
+        ref = build_store(mixed, 24, cache_dir=tmp_path / "ref", workers=1)
+    assert dev.ok.tolist() == ref.ok.tolist() == [True, True, False] + [True] * 9
+    np.testing.assert_array_equal(dev.images[:2], ref.images[:2])  # the fallbacks: the same CPU decoder
+    diff = np.abs(dev.images[3:].astype(int) - ref.images[3:].astype(int))
+    assert diff.mean() < 2.0 and np.percentile(diff, 99) <= 16, (diff.mean(), np.percentile(diff, 99))
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="needs a CUDA device"):
+            build_store(mixed, 24, cache_dir=tmp_path / "x", decode_device="cuda")
+    with pytest.raises(ValueError, match="decode_device must be"):
+        build_store(mixed, 24, cache_dir=tmp_path / "x", decode_device="meta")
+    assert not (tmp_path / "x").exists()  # refused before any work

@@ -82,8 +82,15 @@ class ImageStore:
 
 
 def build_store(samples: list[Sample], size: int, cache_dir: str | Path | None = None, workers: int | None = None,
-                strict: bool = False, progress: bool = False) -> ImageStore:
-    """Return the store for these samples at this size, building it when absent or stale."""
+                strict: bool = False, progress: bool = False, decode_device: str | None = None) -> ImageStore:
+    """Return the store for these samples at this size, building it when absent or stale.
+
+    ``decode_device`` (e.g. ``"cuda"``) decodes plain JPEGs on that torch device (see ``device_decode``); the
+    default decodes with Pillow in ``workers`` processes. Either decoder's store serves both."""
+    if decode_device:
+        from affectkit.data.device_decode import check_device
+
+        check_device(decode_device)  # fail before any work
     folder = Path(cache_dir or default_cache_dir()) / f"{source_fingerprint(samples, size)}-{size}px"
     if (folder / "meta.json").is_file():
         return ImageStore(folder)
@@ -92,7 +99,7 @@ def build_store(samples: list[Sample], size: int, cache_dir: str | Path | None =
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        _build_into(work, samples, size, workers, strict, progress)
+        _build_into(work, samples, size, workers, strict, progress, decode_device)
         try:
             os.rename(work, folder)
         except OSError:
@@ -107,7 +114,7 @@ def build_store(samples: list[Sample], size: int, cache_dir: str | Path | None =
 
 
 def _build_into(folder: Path, samples: list[Sample], size: int, workers: int | None, strict: bool,
-                progress: bool) -> None:
+                progress: bool, decode_device: str | None = None) -> None:
     tmp = folder / "images.npy"
     n = len(samples)
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
@@ -115,14 +122,18 @@ def _build_into(folder: Path, samples: list[Sample], size: int, workers: int | N
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     chunk = max(64, -(-n // (workers * 8))) if n else 1
     jobs = [(str(tmp), samples[i:i + chunk], i, size) for i in range(0, n, chunk)]
-    bad: list[tuple[int, str]] = []
-    if workers > 1 and n > 256 and not any(isinstance(s.image, np.ndarray) for s in samples[:1]):
-        with ProcessPoolExecutor(workers) as ex:
-            it = list(_progress(ex.map(_decode_chunk, jobs), len(jobs), progress, f"caching {n} images at {size}px"))
+    if decode_device:
+        from affectkit.data.device_decode import fill_store_on_device
+
+        bad = fill_store_on_device(str(tmp), samples, size, decode_device, progress)
     else:
-        it = [_decode_chunk(j) for j in _progress(jobs, len(jobs), progress, f"caching {n} images at {size}px")]
-    for b in it:
-        bad.extend(b)
+        if workers > 1 and n > 256 and not any(isinstance(s.image, np.ndarray) for s in samples[:1]):
+            with ProcessPoolExecutor(workers) as ex:
+                it = list(_progress(ex.map(_decode_chunk, jobs), len(jobs), progress,
+                                    f"caching {n} images at {size}px"))
+        else:
+            it = [_decode_chunk(j) for j in _progress(jobs, len(jobs), progress, f"caching {n} images at {size}px")]
+        bad = [b for part in it for b in part]
     if bad and strict:
         raise ValueError(f"{len(bad)} image(s) could not be decoded, first: {bad[0][1]}")
     for _, msg in bad[:20]:

@@ -95,8 +95,9 @@ class AffectDataModule(L.LightningDataModule):
 
     def __init__(self, records: Records, split: dict[str, list[str]], image_size: int = 224, batch_size: int = 32,
                  cache: bool = True, num_workers: int = -1, balanced_sampling: bool = False, seed: int = 0,
-                 strict: bool = False, progress: bool = False):
+                 strict: bool = False, progress: bool = False, decode_device: str | None = None):
         super().__init__()
+        self.decode_device = decode_device
         self.records = records
         self.split = split
         self.image_size = image_size
@@ -121,7 +122,8 @@ class AffectDataModule(L.LightningDataModule):
 
             for samples in self.parts().values():
                 if samples:
-                    build_store(samples, self.image_size, strict=self.strict, progress=self.progress)
+                    build_store(samples, self.image_size, strict=self.strict, progress=self.progress,
+                                decode_device=self.decode_device)
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -132,7 +134,8 @@ class AffectDataModule(L.LightningDataModule):
 
             # one store per part keeps each part's build independent of the others' changes
             for name, samples in parts.items():
-                store = build_store(samples, self.image_size, strict=self.strict, progress=self.progress)
+                store = build_store(samples, self.image_size, strict=self.strict, progress=self.progress,
+                                    decode_device=self.decode_device)
                 self.datasets[name] = AffectDataset(samples, self.image_size, store=store)
         else:
             for name, samples in parts.items():

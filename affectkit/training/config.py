@@ -19,6 +19,7 @@ class TrainConfig:
     val_size: float = 0.1                 # ... with a validation part carved from train for model selection
     split_file: str | None = None         # reuse a saved split
     cache: bool = True                    # decode once into a memory-mapped uint8 store
+    decode_device: str | None = None      # "cuda": build that store with nvJPEG on the GPU (plain JPEGs)
     strict: bool = False                  # bad files become errors instead of skipped-with-warning
     face_margin: float = 0.2              # margin per side around detected faces at inference, matching crop framing
     # model

@@ -215,7 +215,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = AffectDataModule(records, split, image_size=cfg.image_size, batch_size=cfg.batch_size, cache=cfg.cache,
                           num_workers=cfg.num_workers, balanced_sampling=cfg.balanced_sampling, seed=cfg.seed,
-                          strict=cfg.strict, progress=cfg.progress)
+                          strict=cfg.strict, progress=cfg.progress, decode_device=cfg.decode_device)
     dm.setup("fit")
     if "val" not in dm.datasets:
         raise ValueError("the split has no validation part: checkpoints are chosen on it (set val_size > 0)")
