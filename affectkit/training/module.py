@@ -203,14 +203,12 @@ class AffectModule(L.LightningModule):
         backbone = [p for p in self.model.backbone.parameters()]
         groups = [{"params": backbone, "lr": c.lr * c.backbone_lr_mult}, {"params": head, "lr": c.lr}]
         wd = c.weight_decay if c.weight_decay is not None else (0.05 if c.optimizer == "adamw" else 0.0)
-        # one fused kernel per step instead of a dozen elementwise passes over all weights (CPU and CUDA)
-        fused = {"fused": True} if self.device.type in ("cpu", "cuda") else {}
         if c.optimizer == "adam":
-            opt = torch.optim.Adam(groups, lr=c.lr, weight_decay=wd, **fused)
+            opt = torch.optim.Adam(groups, lr=c.lr, weight_decay=wd)
         elif c.optimizer == "adamw":
-            opt = torch.optim.AdamW(groups, lr=c.lr, weight_decay=wd, **fused)
+            opt = torch.optim.AdamW(groups, lr=c.lr, weight_decay=wd)
         elif c.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=c.lr, momentum=0.9, nesterov=True, weight_decay=wd, **fused)
+            opt = torch.optim.SGD(groups, lr=c.lr, momentum=0.9, nesterov=True, weight_decay=wd)
         else:
             raise ValueError(f"unknown optimizer {c.optimizer!r}: use adam, adamw or sgd")
         if c.schedule == "none" and c.warmup_epochs <= 0:
