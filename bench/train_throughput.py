@@ -12,7 +12,8 @@ Figures (images/s):
 (d) naive: per-sample JPEG decode (OpenCV if importable, else PIL), labels from one ``.npy`` per label read in
     the loop, torchvision per-sample transforms, default collate, single process, the same model step;
 (d') hand-made: the naive pipeline as a first script runs it, with PyTorch's defaults (fp32, contiguous
-    memory, ``torch.optim.Adam``): what a user's own training loop costs; ours/hand-made is the speed-up affectkit's defaults buy;
+    memory, ``torch.optim.Adam``): what a user's own training loop costs; ours/hand-made is the speed-up
+    affectkit's defaults buy;
 (e) data path alone (no model): our loader + on-device augmentation vs the naive loader.
 
 Run: ``python bench/train_throughput.py --backbone resnet50 --image-size 224 --n 512 --batch-size 32``.
