@@ -119,14 +119,14 @@ def _build_into(folder: Path, samples: list[Sample], size: int, workers: int | N
     n = len(samples)
     arr = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, size, size, 3))
     del arr
-    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
-    chunk = max(64, -(-n // (workers * 8))) if n else 1
-    jobs = [(str(tmp), samples[i:i + chunk], i, size) for i in range(0, n, chunk)]
     if decode_device:
         from affectkit.data.device_decode import fill_store_on_device
 
         bad = fill_store_on_device(str(tmp), samples, size, decode_device, progress)
     else:
+        workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+        chunk = max(64, -(-n // (workers * 8))) if n else 1
+        jobs = [(str(tmp), samples[i:i + chunk], i, size) for i in range(0, n, chunk)]
         if workers > 1 and n > 256 and not any(isinstance(s.image, np.ndarray) for s in samples[:1]):
             with ProcessPoolExecutor(workers) as ex:
                 it = list(_progress(ex.map(_decode_chunk, jobs), len(jobs), progress,

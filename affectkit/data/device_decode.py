@@ -9,7 +9,6 @@ path by interpolation rounding only (antialiased bilinear on the device, Pillow 
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 
@@ -70,12 +69,13 @@ def _crop_resize(img, box, size: int) -> np.ndarray | None:
     import torch
     import torch.nn.functional as F
 
+    from affectkit.data.images import box_bounds
+
     if box is not None:
-        x, y, w, h = (int(round(float(v))) for v in box)
-        height, width = img.shape[1:]
-        x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
-        if x1 <= x0 or y1 <= y0:
+        bounds = box_bounds(box, img.shape[2], img.shape[1])
+        if bounds is None:
             return None  # the CPU path raises the named "box outside the image" error
+        x0, y0, x1, y1 = bounds
         img = img[:, y0:y1, x0:x1]
     out = F.interpolate(img[None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     return out[0].round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
@@ -86,7 +86,7 @@ def decode_resized_batch(samples: list[Sample], size: int, device) -> list[np.nd
     device decoder could not (the caller falls back to the CPU decoder for those)."""
     import torchvision.io as tio
 
-    datas = [tio.read_file(str(Path(s.image))) for s in samples]
+    datas = [tio.read_file(str(s.image)) for s in samples]
     # decoders may fill a truncated file with gray instead of failing: files without an end-of-image marker go
     # to the CPU path, which rejects them by name
     whole = [i for i, d in enumerate(datas) if _EOI in d[-1024:].numpy().tobytes()]

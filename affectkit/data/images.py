@@ -92,14 +92,21 @@ def _array_to_rgb(array: np.ndarray, name: str = "array") -> np.ndarray:
     return a
 
 
+def box_bounds(box: Sequence[float], width: int, height: int) -> tuple[int, int, int, int] | None:
+    """``(x, y, w, h)`` rounded and clamped to the image as ``(x0, y0, x1, y1)``; None when nothing is left."""
+    x, y, w, h = (int(round(float(v))) for v in box)
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
+
+
 def _crop(array: np.ndarray, box: Sequence[float] | None, name: str) -> np.ndarray:
     if box is None:
         return array
-    x, y, w, h = (int(round(float(v))) for v in box)
     height, width = array.shape[:2]
-    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
-    if x1 <= x0 or y1 <= y0:
+    bounds = box_bounds(box, width, height)
+    if bounds is None:
         raise ImageError(name, f"face box {tuple(box)} lies outside the {width}x{height} image", "corrupt")
+    x0, y0, x1, y1 = bounds
     return array[y0:y1, x0:x1]
 
 

@@ -97,7 +97,6 @@ class AffectDataModule(L.LightningDataModule):
                  cache: bool = True, num_workers: int = -1, balanced_sampling: bool = False, seed: int = 0,
                  strict: bool = False, progress: bool = False, decode_device: str | None = None):
         super().__init__()
-        self.decode_device = decode_device
         self.records = records
         self.split = split
         self.image_size = image_size
@@ -108,6 +107,7 @@ class AffectDataModule(L.LightningDataModule):
         self.seed = seed
         self.strict = strict
         self.progress = progress
+        self.decode_device = decode_device
         self.datasets: dict[str, AffectDataset] = {}
 
     def parts(self) -> dict[str, list[Sample]]:
