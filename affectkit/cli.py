@@ -83,12 +83,14 @@ def cmd_evaluate(a):
 
     res = evaluate(a.run, data=a.data, format=a.format, split=a.split, out=a.out, tta=a.tta,
                    batch_size=a.batch_size, devices=_devices(a.devices) or 1, strategy=a.strategy,
-                   num_nodes=a.num_nodes, progress=True)
+                   num_nodes=a.num_nodes, progress=True, precision=a.precision)
     if not _primary():
         return
     keys = ["n", "accuracy", "f1_macro", "kappa", "krippendorff_alpha", "auc_roc", "auc_pr"]
     print(json.dumps({k: res.get(k) for k in keys} | {"valence": res.get("valence"), "arousal": res.get("arousal"),
                                                       "warnings": res.get("warnings")}, indent=1))
+    if res.get("heads_note"):
+        print(f"note: {res['heads_note']}")
     if res.get("metrics_path"):
         print(f"metrics: {res['metrics_path']}")
 
@@ -132,7 +134,7 @@ def cmd_predict(a):
 
     rows = run_predict(a.checkpoint, a.inputs, out=a.out, annotate=a.annotate, detect=not a.no_detect,
                        backend=a.backend, every_n=a.every_n, batch_size=a.batch_size, threshold=a.threshold,
-                       tta=a.tta)
+                       tta=a.tta, precision=a.precision)
     if not a.out:
         for r in rows:
             print(json.dumps(r, default=str))
@@ -147,9 +149,10 @@ def cmd_export(a):
 
 
 def cmd_serve(a):
-    from affectkit.inference import serve
+    from affectkit.inference.server import serve
 
-    serve(a.checkpoint, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb)
+    serve(a.checkpoint, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb, max_concurrent=a.max_concurrent,
+          read_timeout=a.read_timeout)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,6 +201,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--devices", default=None)
     e.add_argument("--strategy", default="auto")
     e.add_argument("--num-nodes", type=int, default=1)
+    e.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="compute precision (default fp32, as predict; bf16 autocast where the CPU/GPU is fast at it)")
     e.set_defaults(fn=cmd_evaluate)
 
     r = sub.add_parser("report", help="(re)write a run's HTML/Markdown report")
@@ -232,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--batch-size", type=int, default=32)
     pr.add_argument("--threshold", type=float, default=0.9, help="face detection confidence")
     pr.add_argument("--tta", action="store_true")
+    pr.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                    help="torch backend compute precision (default fp32, as evaluate)")
     pr.set_defaults(fn=cmd_predict)
 
     x = sub.add_parser("export", help="export a checkpoint for portable inference")
@@ -246,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1")
     sv.add_argument("--port", type=int, default=8000)
     sv.add_argument("--max-upload-mb", type=float, default=10)
+    sv.add_argument("--max-concurrent", type=int, default=4, help="predictions at once; more get 503")
+    sv.add_argument("--read-timeout", type=float, default=30.0, help="seconds a client may stall its upload")
     sv.set_defaults(fn=cmd_serve)
 
     ca = sub.add_parser("cache", help="decode a dataset once into a memory-mapped uint8 store")

@@ -41,33 +41,51 @@ def pick_thumbs(y_true: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.asarray(sorted(picked[:MAX_THUMBS]), dtype=np.int64)
 
 
+PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}
+
+
 def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: str | None = None,
              split: str = "test", out: str | Path | None = None, tta: bool = False, batch_size: int = 64,
              devices: Any = 1, strategy: str = "auto", accelerator: str = "auto", num_nodes: int = 1,
-             label_mode: str | None = None, progress: bool = False) -> dict[str, Any]:
+             label_mode: str | None = None, progress: bool = False, precision: str = "fp32") -> dict[str, Any]:
     """Metrics of a checkpoint on one split of a dataset.
 
     ``run_or_ckpt`` is a run folder (its best checkpoint and its saved split are used) or a ``.ckpt`` file. The
     split is the run's saved split file when the data is the run's data; otherwise the dataset's own split named
-    ``split`` (or ``all``: every usable sample). Writes ``<run>/eval/<split>_metrics.json`` and
-    ``<split>_predictions.npz`` (or ``out``) and returns the metrics dict: classification keys at top level,
-    ``valence`` and ``arousal`` objects, ``n`` and ``warnings`` (collapse checks).
+    ``split`` (or ``all``: every usable sample). Images go through the preprocessing contract stored in the
+    checkpoint, as ``predict`` does, and the model computes in ``precision`` ("fp32", the default of ``predict``
+    too, or "bf16"). Writes ``<run>/eval/<split>_metrics.json`` (or ``out``), ``<split>_predictions.npz`` (for the
+    report) and ``<split>_predictions.csv`` (one row per image: path, label, predicted expression, probabilities,
+    valence, arousal — the columns of ``predict``). Returns the metrics dict: classification keys at top level,
+    ``valence`` and ``arousal`` objects (None for heads the model was not trained for), ``n``, ``heads`` and
+    ``warnings`` (collapse checks).
     """
     from affectkit.collapse import detect_collapse
     from affectkit.data import read_dataset
     from affectkit.data.module import AffectDataModule
     from affectkit.data.splits import load_split, make_split
+    from affectkit.preprocess import describe_heads, restore
     from affectkit.training.checkpoint import read_checkpoint, resolve_checkpoint, META_KEY
     from affectkit.training.module import AffectModule
     from affectkit.training.run import quiet_lightning
 
     quiet_lightning()
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    if out is not None and Path(out).suffix.lower() != ".json":
+        raise ValueError(f"{out}: --out names the metrics file and must end in .json (the per-image predictions "
+                         "are written beside it)")
 
     src = Path(run_or_ckpt)
     ckpt_path = resolve_checkpoint(src)
     run_dir = src if src.is_dir() else (ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else None)
     ckpt = read_checkpoint(ckpt_path)
-    cfg = dict(ckpt[META_KEY]["config"])
+    meta = ckpt[META_KEY]
+    cfg = dict(meta.get("config") or {})
+    if not cfg:
+        raise ValueError(f"{ckpt_path}: the checkpoint carries no training config; evaluate needs one written by "
+                         "affectkit train")
+    contract, heads = restore(meta)
     data = str(data) if data is not None else cfg.get("data")
     if data is None:
         raise ValueError("no data given: pass --data PATH")
@@ -86,18 +104,17 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
     parts = {"test": parts[split]}
 
     cfg["weights"] = "none"  # weights come from the checkpoint
-    module = AffectModule(cfg)
-    module.load_state_dict(ckpt["state_dict"], strict=False)
+    module = AffectModule(cfg, preprocess=contract.to_dict(), heads=heads)
+    try:
+        module.load_state_dict(ckpt["state_dict"], strict=True)
+    except RuntimeError as e:  # missing/unexpected keys or shapes: never evaluate half-random weights
+        raise ValueError(f"{ckpt_path}: weights do not fit the {cfg.get('backbone')!r} model it names "
+                         f"({str(e).splitlines()[0]} ...)") from e
     module.tta = tta
-    dm = AffectDataModule(records, parts, image_size=cfg["image_size"], batch_size=batch_size,
+    dm = AffectDataModule(records, parts, image_size=contract, batch_size=batch_size,
                           cache=cfg.get("cache", True), num_workers=cfg.get("num_workers", -1))
-    precision = cfg.get("precision") or "auto"
-    if precision == "auto":
-        from affectkit.training.run import default_precision
-
-        precision = default_precision(accelerator)
     trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
-                        precision=precision, logger=False, enable_progress_bar=progress,
+                        precision=PRECISIONS[precision], logger=False, enable_progress_bar=progress,
                         enable_model_summary=False, enable_checkpointing=False)
     with warnings.catch_warnings():
         quiet_lightning()
@@ -106,14 +123,18 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
     arrays = res.pop("_arrays")
     probs, va = arrays["probs"], arrays["va"]
     # a head never trained (no labels in the split, or loss weight 0, as on FER+) is not a collapse
-    checked = [va[:, j] if res.get(f"n_{key}", 0) > 0 and cfg.get(f"loss_{key}", 1.0) > 0 else None
+    for key in ("valence", "arousal"):  # an untrained head's output is noise: no metrics for it
+        if not heads[key]:
+            res[key] = None
+    checked = [va[:, j] if res.get(f"n_{key}", 0) > 0 and heads[key] else None
                for j, key in enumerate(("valence", "arousal"))]
     res["warnings"] = detect_collapse(probs, *checked)
     if trainer.is_global_zero:
         for w in res["warnings"]:
             warnings.warn(f"collapse check: {w}", stacklevel=2)
     res.update({"split": split, "checkpoint": str(ckpt_path), "data": str(data), "tta": tta,
-                "backbone": cfg.get("backbone")})
+                "backbone": cfg.get("backbone"), "precision": precision, "heads": heads,
+                "heads_note": describe_heads(heads), "preprocess": contract.to_dict()})
     res = _jsonable(res)
     if trainer.is_global_zero:
         out_json = Path(out) if out else ((run_dir or ckpt_path.parent) / "eval" / f"{split}_metrics.json")
@@ -123,11 +144,39 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
         thumb_index = pick_thumbs(arrays["expression"])
         thumbs = np.stack([ds.samples_image(int(i)) for i in arrays["index"][thumb_index]]) if len(thumb_index) else \
             np.zeros((0, cfg["image_size"], cfg["image_size"], 3), np.uint8)
+        stem = out_json.name[:-len("_metrics.json")] if out_json.name.endswith("_metrics.json") else out_json.stem
+        write_predictions_csv(out_json.with_name(f"{stem}_predictions.csv"), ds, arrays, heads)
         np.savez_compressed(
-            out_json.with_name(out_json.name.replace("_metrics.json", "_predictions.npz")),
+            out_json.with_name(f"{stem}_predictions.npz"),
             keys=np.array([ds.samples[int(i)].key for i in arrays["index"]]), y_true=arrays["expression"],
             y_prob=probs, valence_true=arrays["valence"], valence_pred=va[:, 0], arousal_true=arrays["arousal"],
             arousal_pred=va[:, 1], thumbs=thumbs, thumb_index=thumb_index,
         )
         res["metrics_path"] = str(out_json)
     return res
+
+
+def write_predictions_csv(path: Path, ds, arrays: dict[str, np.ndarray], heads: dict[str, bool]) -> Path:
+    """One row per evaluated image: ``key``, ``source`` (the image path), ``label`` (true expression id, -1 if
+    none), then ``predict``'s columns (``expression``, ``prob_<Name>``, ``valence``, ``arousal``; empty for heads
+    the model was not trained for), so evaluation and prediction can be compared image by image."""
+    import csv
+    import os
+
+    from affectkit.labels import EXPRESSIONS
+
+    probs, va = arrays["probs"], arrays["va"]
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["key", "source", "label", "expression"] + [f"prob_{n}" for n in EXPRESSIONS]
+                   + ["valence", "arousal"])
+        for row, i in enumerate(arrays["index"]):
+            s = ds.samples[int(i)]
+            src = "" if isinstance(s.image, np.ndarray) else os.fspath(s.image)
+            p = probs[row]
+            w.writerow([s.key, src, int(arrays["expression"][row]),
+                        EXPRESSIONS[int(np.argmax(p))] if heads["expression"] else ""]
+                       + ([f"{v:.6f}" for v in p] if heads["expression"] else [""] * len(EXPRESSIONS))
+                       + [f"{va[row, 0]:.6f}" if heads["valence"] else "",
+                          f"{va[row, 1]:.6f}" if heads["arousal"] else ""])
+    return path

@@ -22,8 +22,9 @@ from PIL import Image
 
 from affectkit.labels import EXPRESSIONS
 from affectkit.inference.predictor import Predictor
-from affectkit.inference.serve import make_server, serve_in_thread
+from affectkit.inference.server import make_server, serve_in_thread
 
+from clitools import serve_cli
 from test_inference import astronaut, face_photo, make_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -119,6 +120,86 @@ def test_rejects_non_images_and_large_uploads(server):
     assert status == 404
 
 
+def _raw(server: str, request: bytes, read_timeout: float = 30.0) -> bytes:
+    """Send bytes as they are on one socket; return what the server answers before it closes or goes quiet."""
+    import socket
+
+    host, port = server.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=read_timeout) as s:
+        s.sendall(request)
+        chunks = []
+        try:
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+                if b"\r\n\r\n" in b"".join(chunks) and b'"status"' in b"".join(chunks):
+                    break
+        except socket.timeout:
+            pass
+    return b"".join(chunks)
+
+
+def test_health(server):
+    with urllib.request.urlopen(server + "/health", timeout=10) as r:
+        assert json.loads(r.read())["status"] == "ok"
+
+
+def test_bad_and_streamed_oversized_bodies_are_refused_unread(server):
+    # a negative Content-Length is a framing error: answered at once, the body is never read into memory
+    answer = _raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n" + b"x" * 100_000)
+    assert answer.startswith(b"HTTP/1.1 400")
+    # a chunked upload (no Content-Length) over the limit: counted while it streams, refused with 413
+    chunk = b"\x89PNG\r\n\x1a\n" + b"\x00" * 65_528
+    body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(12)) + b"0\r\n\r\n"
+    answer = _raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                          b"Transfer-Encoding: chunked\r\n\r\n" + body)
+    assert answer.startswith(b"HTTP/1.1 413") and b"too large" in answer
+
+
+def test_slow_client_times_out(tmp_path):
+    httpd, thread = serve_in_thread(Predictor.from_model(make_model()), port=0, read_timeout=1.0)
+    try:
+        host, port = httpd.server_address[:2]
+        t0 = time.time()  # declares 1000 bytes, sends 10, then nothing
+        answer = _raw(f"http://{host}:{port}", b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png"
+                                               b"\r\nContent-Length: 1000\r\n\r\n0123456789", read_timeout=20)
+        assert answer.startswith(b"HTTP/1.1 408") and time.time() - t0 < 15
+    finally:
+        httpd.shutdown()
+        thread.join(10)
+        httpd.server_close()
+
+
+def test_concurrent_predictions_beyond_the_bound_get_503():
+    import concurrent.futures
+
+    gate = threading.Event()
+
+    class Slow(Predictor):
+        def predict(self, image, detect=True, color="RGB"):
+            gate.wait(20)
+            return super().predict(image, detect, color)
+
+    m = make_model()
+    slow = Slow(Predictor.from_model(m).backend, Predictor.from_model(m).contract)
+    httpd, thread = serve_in_thread(slow, port=0, max_concurrent=2)
+    try:
+        host, port = httpd.server_address[:2]
+        url = f"http://{host}:{port}/predict?detect=0"
+        png = _png(astronaut()[:64, :64])
+        with concurrent.futures.ThreadPoolExecutor(5) as ex:
+            futures = [ex.submit(_post, url, png, "image/png") for _ in range(5)]
+            time.sleep(3)
+            gate.set()
+            codes = sorted(f.result()[0] for f in futures)
+        assert codes.count(200) == 2 and codes.count(503) == 3, codes
+        with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=10) as r:
+            assert json.loads(r.read())["busy"] == 0
+    finally:
+        httpd.shutdown()
+        thread.join(10)
+        httpd.server_close()
+
+
 def test_binds_loopback_by_default():
     httpd = make_server(Predictor.from_model(make_model()), port=0)
     try:
@@ -198,9 +279,36 @@ class _CDP:
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium) for the browser test")
-def test_page_in_headless_chromium(server, tmp_path):
+@pytest.mark.parametrize("with_va", [True, False], ids=["multitask", "expression-only"])
+def test_page_in_headless_chromium(tmp_path, with_va):
+    """The page as a user opens it, on a server started with the `affectkit serve` command."""
+    from affectkit.training.checkpoint import save_model_checkpoint
+
+    config = {"face_margin": 0.2} if with_va else {"face_margin": 0.2, "loss_valence": 0, "loss_arousal": 0}
+    ckpt = save_model_checkpoint(make_model(), tmp_path / "model.ckpt", config)
     img = tmp_path / "photo.png"
     Image.fromarray(face_photo((640, 440), at=(240, 100))).save(img)
+    with serve_cli(ckpt, cwd=tmp_path) as (base, info):
+        assert info["heads"]["valence"] is with_va
+        state = _drive_page(base, img, tmp_path)
+    assert state["cards"] == 1
+    assert state["expression"] in EXPRESSIONS
+    assert state["names"] == list(EXPRESSIONS) and len(state["bars"]) == 8
+    assert sum(state["bars"]) == pytest.approx(1.0, abs=2e-3)
+    assert state["canvas"][0] > 0 and state["nonGrey"] > 100  # photo and coloured box drawn
+    assert state["status"] == "Found 1 face."
+    assert state["model"].startswith("Model: resnet18")
+    assert (tmp_path / "page.png").stat().st_size > 10_000
+    if with_va:
+        assert state["points"] == 1 and not state["vaHidden"] and state["note"] == ""
+        assert state["cx"] == pytest.approx(100 * state["valence"], abs=0.2)
+        assert state["cy"] == pytest.approx(-100 * state["arousal"], abs=0.2)
+    else:  # an untrained head shows nothing: no numbers, no circumplex point, a note saying why
+        assert state["points"] == 0 and state["vaHidden"] and state["hasVa"] is False
+        assert "without valence and arousal labels" in state["note"]
+
+
+def _drive_page(server: str, img: Path, tmp_path: Path) -> dict:
     cdp = _CDP(CHROMIUM, tmp_path / "profile")
     try:
         target = cdp.send("Target.createTarget", {"url": server + "/"})["targetId"]
@@ -225,9 +333,11 @@ def test_page_in_headless_chromium(server, tmp_path):
         node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "#file"}, session)["nodeId"]
         cdp.send("DOM.setFileInputFiles", {"files": [str(img)], "nodeId": node}, session)
         wait_for("document.querySelectorAll('.face-card').length > 0", "the face cards")
+        wait_for("document.getElementById('model').textContent.length > 0", "the model line")
         state = js("""(() => {
             const card = document.querySelector('.face-card');
             const va = card.querySelector('.va');
+            const circle = document.querySelector('#va-points circle');
             const c = document.getElementById('view');
             const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
             let nonGrey = 0;
@@ -236,10 +346,14 @@ def test_page_in_headless_chromium(server, tmp_path):
                     expression: card.dataset.expression,
                     bars: [...card.querySelectorAll('.bar')].map(b => parseFloat(b.dataset.value)),
                     names: [...card.querySelectorAll('.prob')].map(p => p.dataset.name),
-                    valence: parseFloat(va.dataset.valence), arousal: parseFloat(va.dataset.arousal),
+                    hasVa: !!va, valence: va ? parseFloat(va.dataset.valence) : null,
+                    arousal: va ? parseFloat(va.dataset.arousal) : null,
                     points: document.querySelectorAll('#va-points .face-point').length,
-                    cx: parseFloat(document.querySelector('#va-points circle').getAttribute('cx')),
-                    cy: parseFloat(document.querySelector('#va-points circle').getAttribute('cy')),
+                    cx: circle ? parseFloat(circle.getAttribute('cx')) : null,
+                    cy: circle ? parseFloat(circle.getAttribute('cy')) : null,
+                    vaHidden: document.getElementById('va-panel').hidden,
+                    model: document.getElementById('model').textContent,
+                    note: document.getElementById('model-note').textContent,
                     canvas: [c.width, c.height], nonGrey,
                     status: document.getElementById('status').textContent};
         })()""")
@@ -247,12 +361,4 @@ def test_page_in_headless_chromium(server, tmp_path):
         (tmp_path / "page.png").write_bytes(base64.b64decode(shot))
     finally:
         cdp.close()
-    assert state["cards"] == 1 and state["points"] == 1
-    assert state["expression"] in EXPRESSIONS
-    assert state["names"] == list(EXPRESSIONS) and len(state["bars"]) == 8
-    assert sum(state["bars"]) == pytest.approx(1.0, abs=2e-3)
-    assert state["cx"] == pytest.approx(100 * state["valence"], abs=0.2)
-    assert state["cy"] == pytest.approx(-100 * state["arousal"], abs=0.2)
-    assert state["canvas"][0] > 0 and state["nonGrey"] > 100  # photo and coloured box drawn
-    assert state["status"] == "Found 1 face."
-    assert (tmp_path / "page.png").stat().st_size > 10_000
+    return state

@@ -42,9 +42,12 @@ class AffectDataset(Dataset):
     are decoded per item and a bad file yields ``None``, which `collate` drops, so an epoch never stops on it.
     """
 
-    def __init__(self, samples: list[Sample], image_size: int, store=None, store_index: np.ndarray | None = None):
+    def __init__(self, samples: list[Sample], image_size, store=None, store_index: np.ndarray | None = None):
+        from affectkit.data.cache import as_preprocess
+
         self.samples = samples
-        self.image_size = image_size
+        self.preprocess = as_preprocess(image_size)  # a Preprocess, or a pixel size for the default contract
+        self.image_size = self.preprocess.input_size
         self.store = store
         self.labels = label_arrays(samples)
         self.store_index = np.arange(len(samples)) if store_index is None else np.asarray(store_index)
@@ -53,7 +56,6 @@ class AffectDataset(Dataset):
             self.valid = np.flatnonzero(keep)
         else:
             self.valid = np.arange(len(samples))
-        self.bad_files = 0
 
     def __len__(self) -> int:
         return len(self.valid)
@@ -73,7 +75,7 @@ class AffectDataset(Dataset):
             return np.asarray(self.store.images[self.store_index[i]])
         from affectkit.data.cache import decode_resized
 
-        return decode_resized(self.samples[i], self.image_size)
+        return decode_resized(self.samples[i], self.preprocess)
 
     def __getitems__(self, positions: list[int]):
         idx = self.valid[np.asarray(positions, dtype=np.int64)]
@@ -95,9 +97,8 @@ class AffectDataset(Dataset):
             from affectkit.data.cache import decode_resized
 
             try:
-                img = decode_resized(self.samples[i], self.image_size)
+                img = decode_resized(self.samples[i], self.preprocess)
             except Exception as e:
-                self.bad_files += 1
                 warnings.warn(f"skipping unreadable image {self.samples[i].image}: {e}", stacklevel=2)
                 return None
         item = {k: v[0] for k, v in self._targets(np.array([i])).items()}

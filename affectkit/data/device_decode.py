@@ -4,7 +4,9 @@ On a GPU machine the one-off decode of a large dataset (AffectNet: ~290k JPEGs) 
 batch of files on the GPU, where crop and resize follow. Only plain upright JPEGs take this path: nvJPEG applies no
 EXIF orientation, so rotated files, other formats, arrays and anything the device decoder rejects go through the
 CPU decoder (``cache.decode_resized``), which also names the file when it is corrupt. Pixels differ from the CPU
-path by interpolation rounding only (antialiased bilinear on the device, Pillow bilinear on the CPU).
+path (``Preprocess.to_array``) by interpolation rounding only (antialiased bilinear on the device, Pillow bilinear
+on the CPU); the colour mode is applied by the same ``Preprocess.finish``. It is a speed option for building a
+training store: inference always uses the CPU contract.
 """
 from __future__ import annotations
 
@@ -97,11 +99,13 @@ def decode_resized_batch(samples: list[Sample], size: int, device) -> list[np.nd
     return out
 
 
-def fill_store_on_device(path: str, samples: list[Sample], size: int, device: str, progress: bool = False
+def fill_store_on_device(path: str, samples: list[Sample], preprocess, device: str, progress: bool = False
                          ) -> list[tuple[int, str]]:
-    """Write every sample into the store array at ``path``; returns (index, message) for unreadable images."""
+    """Write every sample into the store array at ``path`` (pixels per ``preprocess``, a Preprocess); returns
+    (index, message) for unreadable images."""
     from affectkit.data.cache import _progress, decode_resized
 
+    size = preprocess.input_size
     dev = check_device(device)
     arr = np.lib.format.open_memmap(path, mode="r+")
     bad: list[tuple[int, str]] = []
@@ -115,7 +119,8 @@ def fill_store_on_device(path: str, samples: list[Sample], size: int, device: st
                 results[i] = img
         for i, s in enumerate(chunk):
             try:
-                arr[start + i] = results[i] if results[i] is not None else decode_resized(s, size)
+                arr[start + i] = (preprocess.finish(results[i]) if results[i] is not None
+                                  else decode_resized(s, preprocess))
             except Exception as e:  # one bad file never stops the build: it is marked and reported
                 bad.append((start + i, f"{s.image}: {e}"))
     arr.flush()

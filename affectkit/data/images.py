@@ -119,12 +119,15 @@ def _target_hw(target_size: int | Sequence[int] | None) -> tuple[int, int] | Non
     return int(w), int(h)
 
 
-def _open(path: str, max_pixels: int) -> Image.Image:
-    """Open lazily (header only) and enforce the pixel limit; Pillow's bomb warning/error become ImageError."""
+def _open(src, max_pixels: int, name: str | None = None) -> Image.Image:
+    """Open lazily (header only) and enforce the pixel limit; Pillow's bomb warning/error become ImageError.
+
+    ``src`` is a path or a binary file object (then ``name`` labels it in messages)."""
+    path = name or (os.fspath(src) if not hasattr(src, "read") else "upload")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(path)
+            im = Image.open(src)
     except FileNotFoundError as err:
         raise ImageError(path, "file not found", "missing file") from err
     except IsADirectoryError as err:
@@ -133,7 +136,7 @@ def _open(path: str, max_pixels: int) -> Image.Image:
         raise ImageError(path, f"decompression bomb: {err}", "decompression bomb") from err
     except UnidentifiedImageError as err:
         try:
-            empty = os.path.getsize(path) == 0
+            empty = (src.seek(0, 2) == 0) if hasattr(src, "read") else os.path.getsize(src) == 0
         except OSError:
             empty = False
         if empty:
@@ -175,12 +178,14 @@ def _decode(im: Image.Image, path: str) -> None:
 
 
 def load_image(
-    src: str | Path | np.ndarray,
+    src,
     box: Sequence[float] | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     target_size: int | Sequence[int] | None = None,
+    name: str | None = None,
 ) -> np.ndarray:
-    """Decode an image file (or take an array) as an HxWx3 uint8 RGB array, cropped to ``box``.
+    """Decode an image file (a path or a binary file object, labelled ``name`` in errors), or take an array, as
+    an HxWx3 uint8 RGB array, cropped to ``box``.
 
     ``box`` is ``(x, y, w, h)`` in upright (EXIF-applied) pixels, clamped to the image. ``target_size`` (int
     or ``(w, h)``) is only a speed hint: a JPEG much larger than it is decoded at 1/2, 1/4 or 1/8 scale
@@ -188,8 +193,8 @@ def load_image(
     """
     if isinstance(src, np.ndarray):
         return np.ascontiguousarray(_crop(_array_to_rgb(src), box, "array"))
-    path = os.fspath(src)
-    im = _open(path, max_pixels)
+    path = name or (os.fspath(src) if not hasattr(src, "read") else "upload")
+    im = _open(src, max_pixels, path)
     try:
         scale_x = scale_y = 1.0
         target = _target_hw(target_size)

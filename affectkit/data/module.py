@@ -93,13 +93,17 @@ class AffectDataModule(L.LightningDataModule):
     so loaders only move bytes.
     """
 
-    def __init__(self, records: Records, split: dict[str, list[str]], image_size: int = 224, batch_size: int = 32,
+    def __init__(self, records: Records, split: dict[str, list[str]], image_size=224, batch_size: int = 32,
                  cache: bool = True, num_workers: int = -1, balanced_sampling: bool = False, seed: int = 0,
                  strict: bool = False, progress: bool = False, decode_device: str | None = None):
         super().__init__()
+        from affectkit.data.cache import as_preprocess
+
         self.records = records
         self.split = split
-        self.image_size = image_size
+        # image_size: the model's Preprocess (or a pixel size for the default RGB contract)
+        self.preprocess = as_preprocess(image_size)
+        self.image_size = self.preprocess.input_size
         self.batch_size = batch_size
         self.cache = cache
         self.num_workers = num_workers
@@ -122,7 +126,7 @@ class AffectDataModule(L.LightningDataModule):
 
             for samples in self.parts().values():
                 if samples:
-                    build_store(samples, self.image_size, strict=self.strict, progress=self.progress,
+                    build_store(samples, self.preprocess, strict=self.strict, progress=self.progress,
                                 decode_device=self.decode_device)
 
     def setup(self, stage: str | None = None) -> None:
@@ -134,12 +138,12 @@ class AffectDataModule(L.LightningDataModule):
 
             # one store per part keeps each part's build independent of the others' changes
             for name, samples in parts.items():
-                store = build_store(samples, self.image_size, strict=self.strict, progress=self.progress,
+                store = build_store(samples, self.preprocess, strict=self.strict, progress=self.progress,
                                     decode_device=self.decode_device)
-                self.datasets[name] = AffectDataset(samples, self.image_size, store=store)
+                self.datasets[name] = AffectDataset(samples, self.preprocess, store=store)
         else:
             for name, samples in parts.items():
-                self.datasets[name] = AffectDataset(samples, self.image_size)
+                self.datasets[name] = AffectDataset(samples, self.preprocess)
 
     def class_counts(self, part: str = "train") -> np.ndarray:
         ds = self.datasets[part]

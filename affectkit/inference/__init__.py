@@ -13,7 +13,7 @@ _EXPORTS = {
     "run_predict": "video", "expand_inputs": "video", "iter_frames": "video", "draw_predictions": "video",
     "ROW_FIELDS": "video",
     "export_onnx": "export", "export_model": "export", "read_onnx_metadata": "export",
-    "serve": "serve", "make_server": "serve",
+    "serve": "server", "make_server": "server", "serve_in_thread": "server",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,9 +1,10 @@
-"""Export a trained affect model to ONNX, with its preprocessing stored inside the model and beside it.
+"""Export a trained affect model to ONNX, with its preprocessing contract stored inside the model and beside it.
 
-The ONNX graph takes ``input`` float32 (batch, 3, S, S), normalised as in training, with a dynamic batch axis,
-and returns ``logits`` (batch, 8), ``va`` (batch, 2) and ``probs`` (batch, 8, softmax of logits).
-``metadata_props["affectkit"]`` holds JSON: preprocess (mean, std, input_size, interpolation), backbone,
-expressions, face_margin, opset; the same JSON is written to a sidecar ``<out stem>.json``.
+The ONNX graph takes ``input`` float32 (batch, 3, S, S), normalised by the contract (``Preprocess.to_tensor``),
+with a dynamic batch axis, and returns ``logits`` (batch, 8), ``va`` (batch, 2) and ``probs`` (batch, 8, softmax
+of logits). ``metadata_props["affectkit"]`` holds JSON: ``preprocess`` (the full ``Preprocess`` record: input
+size, mean, std, interpolation, colour mode, face margin, alignment, version), ``heads`` (which were trained),
+backbone, expressions, face_margin, opset; the same JSON is written to a sidecar ``<out stem>.json``.
 """
 from __future__ import annotations
 
@@ -12,44 +13,48 @@ import warnings
 from pathlib import Path
 
 from affectkit.labels import EXPRESSIONS
-from affectkit.inference.faces import DEFAULT_MARGIN
 from affectkit.inference.predictor import ONNX_METADATA_KEY
+from affectkit.preprocess import Preprocess
 
 
 def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17) -> Path:
-    """Export the model in a Lightning ``.ckpt`` (or a run folder's best) to ``out`` (.onnx) and write the sidecar json. Returns ``out``."""
+    """Export the model in a ``.ckpt`` (or a run folder's best) to ``out`` (.onnx) and write the sidecar json.
+    Returns ``out``."""
     from affectkit.training.checkpoint import load_model
 
-    ckpt = Path(ckpt)
-    if ckpt.is_dir():  # a training run folder
-        from affectkit.training.checkpoint import resolve_checkpoint
-
-        ckpt = resolve_checkpoint(ckpt)
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"{ckpt}: no such checkpoint")
     model, meta = load_model(ckpt)
-    return export_model(model, out, face_margin=meta.get("face_margin", DEFAULT_MARGIN),
-                        preprocess=meta.get("preprocess"), backbone=meta.get("backbone"), opset=opset)
+    return export_model(model, out, preprocess=meta["contract"], backbone=meta.get("backbone"), opset=opset,
+                        heads=meta["heads"])
 
 
-def export_model(model, out: str | Path, face_margin: float = DEFAULT_MARGIN, preprocess: dict | None = None,
-                 backbone: str | None = None, opset: int = 17) -> Path:
-    """Export an in-memory AffectModel (see ``export_onnx``)."""
+def export_model(model, out: str | Path, face_margin: float | None = None, preprocess: Preprocess | None = None,
+                 backbone: str | None = None, opset: int = 17, heads: dict[str, bool] | None = None) -> Path:
+    """Export an in-memory AffectModel (see ``export_onnx``); ``preprocess`` is the contract it was trained
+    with (default: its backbone normalisation at its ``input_size``); ``face_margin`` overrides its margin."""
+    import dataclasses
+
     import onnx
     import torch
 
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise ValueError(f"{out}: the output file must end in .onnx")
+    if preprocess is None:
+        pre = model.preprocess
+        preprocess = Preprocess(input_size=pre["input_size"], mean=pre["mean"], std=pre["std"],
+                                interpolation=pre.get("interpolation", "bilinear"))
+    if isinstance(preprocess, dict):
+        preprocess = Preprocess.from_dict(preprocess)
+    if face_margin is not None:
+        preprocess = dataclasses.replace(preprocess, face_margin=face_margin)
     out.parent.mkdir(parents=True, exist_ok=True)
-    preprocess = dict(preprocess or model.preprocess)
-    size = int(preprocess["input_size"])
+    size = preprocess.input_size
     meta = {
-        "preprocess": {"mean": [float(v) for v in preprocess["mean"]], "std": [float(v) for v in preprocess["std"]],
-                       "input_size": size, "interpolation": preprocess.get("interpolation", "bilinear")},
+        "preprocess": preprocess.to_dict(),
+        "heads": {k: bool((heads or {}).get(k, True)) for k in ("expression", "valence", "arousal")},
         "backbone": backbone or getattr(model, "backbone_name", ""),
         "expressions": list(EXPRESSIONS),
-        "face_margin": float(face_margin),
+        "face_margin": preprocess.face_margin,
         "opset": int(opset),
         "outputs": ["logits", "va", "probs"],
     }

@@ -4,9 +4,9 @@ Conventions:
 - Images are HxWx3 uint8 RGB numpy arrays; boxes are (x1, y1, x2, y2) in pixels of that image.
 - Landmarks are 5 (x, y) points in MTCNN order: left eye, right eye, nose, mouth left, mouth right
   ("left"/"right" as seen in the image).
-- Crop geometry (must match training): a square of side ``max(w, h) * (1 + 2 * margin)`` centred on the box
-  centre, i.e. ``margin`` of the box size added on each side; parts outside the image are black.
-  With landmarks the crop is first rotated about the box centre so the eye line is horizontal.
+- Crop geometry lives in ``affectkit.preprocess`` (the model's contract): a detected face becomes a square of
+  side ``max(w, h) * (1 + 2 * margin)`` about the box centre, eye line levelled; a face that was not detected
+  (``detected=False``: the whole image, ``--no-detect``) is taken as it is, as training took its crops.
 
 The detector is facenet-pytorch's MTCNN, whose weights ship inside the pip package (nothing is downloaded).
 It needs torch; it is imported only when a ``FaceDetector`` is first used, so the ONNX path with
@@ -14,23 +14,25 @@ It needs torch; it is imported only when a ``FaceDetector`` is first used, so th
 """
 from __future__ import annotations
 
-import math
 import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
-DEFAULT_MARGIN = 0.2
+from affectkit.preprocess import DEFAULT_FACE_MARGIN as DEFAULT_MARGIN
+from affectkit.preprocess import Preprocess, _eye_angle, decode_image, face_square
 
 
 @dataclass
 class Face:
-    """One detected face: box (x1, y1, x2, y2), detector score, optional (5, 2) landmarks."""
+    """One face: box (x1, y1, x2, y2), detector score, optional (5, 2) landmarks. ``detected`` False marks a
+    given crop (framed as it is, no margin); detector output is framed with the model's face margin."""
 
     box: tuple[float, float, float, float]
     score: float = 1.0
     landmarks: np.ndarray | None = field(default=None, repr=False)
+    detected: bool = True
 
     @property
     def width(self) -> float:
@@ -42,9 +44,9 @@ class Face:
 
 
 def whole_image_face(rgb: np.ndarray) -> Face:
-    """The ``--no-detect`` face: the whole image, score 1, no landmarks."""
+    """The ``--no-detect`` face: the whole image as it is (no margin), score 1, no landmarks."""
     h, w = rgb.shape[:2]
-    return Face(box=(0.0, 0.0, float(w), float(h)), score=1.0, landmarks=None)
+    return Face(box=(0.0, 0.0, float(w), float(h)), score=1.0, landmarks=None, detected=False)
 
 
 class FaceDetector:
@@ -101,61 +103,26 @@ class FaceDetector:
 
 def eye_angle(landmarks: np.ndarray | None) -> float:
     """Angle in degrees of the line from the left to the right eye (positive: right eye lower); 0 without landmarks."""
-    if landmarks is None:
-        return 0.0
-    (lx, ly), (rx, ry) = landmarks[0], landmarks[1]
-    return math.degrees(math.atan2(ry - ly, rx - lx))
+    return _eye_angle(landmarks)
 
 
 def crop_square(face: Face, margin: float = DEFAULT_MARGIN) -> tuple[float, float, float]:
-    """(centre x, centre y, side) of the square crop for a face box (see module conventions)."""
-    if margin < 0:
-        raise ValueError(f"margin must be >= 0, got {margin}")
-    x1, y1, x2, y2 = face.box
-    side = max(x2 - x1, y2 - y1) * (1.0 + 2.0 * margin)
-    return (x1 + x2) / 2.0, (y1 + y2) / 2.0, max(side, 1.0)
+    """(centre x, centre y, side) of the square crop for a detected face box (see module conventions)."""
+    return face_square(face.box, margin)
 
 
 def align_face(rgb: np.ndarray, face: Face, size: int, margin: float = DEFAULT_MARGIN,
                rotate: bool = True) -> np.ndarray:
-    """Square ``size``x``size`` uint8 RGB crop of ``face``: rotated by the eye line (if landmarks and
-    ``rotate``), ``margin`` of the box size on each side, resized with antialiased bilinear interpolation.
-    """
-    rgb = _check_rgb(rgb)
-    cx, cy, side = crop_square(face, margin)
-    angle = eye_angle(face.landmarks) if rotate else 0.0
-    img = Image.fromarray(rgb)
-    if abs(angle) < 1e-3:
-        crop = img.crop(_box(cx, cy, side))
-    else:
-        # Take a region large enough to hold the rotated square, rotate it about its centre, then cut.
-        big = side * math.sqrt(2.0) + 2.0
-        region = img.crop(_box(cx, cy, big))
-        # PIL rotates counter-clockwise as displayed; a positive eye angle (right eye lower) needs exactly that.
-        region = region.rotate(angle, resample=Image.BILINEAR, center=(region.width / 2.0, region.height / 2.0))
-        crop = region.crop(_box(region.width / 2.0, region.height / 2.0, side))
-    if crop.size != (size, size):
-        crop = crop.resize((size, size), resample=Image.BILINEAR)
-    return np.asarray(crop, dtype=np.uint8)
-
-
-def _box(cx: float, cy: float, side: float) -> tuple[int, int, int, int]:
-    half = side / 2.0
-    x1, y1 = int(round(cx - half)), int(round(cy - half))
-    s = max(int(round(side)), 1)
-    return x1, y1, x1 + s, y1 + s
+    """Square ``size``x``size`` uint8 RGB crop of ``face`` by the contract's rules (``Preprocess.crop_face`` then
+    ``finish``) with this size, margin and alignment; a model's own ``Preprocess`` is what ``Predictor`` uses."""
+    return Preprocess(input_size=size, face_margin=margin, align=rotate).to_array(_check_rgb(rgb), face=face)
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:
-    rgb = np.asarray(rgb)
-    if rgb.ndim == 2:
-        rgb = np.repeat(rgb[:, :, None], 3, axis=2)
-    if rgb.ndim != 3 or rgb.shape[2] not in (3, 4):
-        raise ValueError(f"expected an HxWx3 RGB image, got an array of shape {rgb.shape}")
-    if rgb.shape[2] == 4:
-        rgb = rgb[:, :, :3]
-    if rgb.dtype != np.uint8:
-        if np.issubdtype(rgb.dtype, np.floating) and rgb.size and float(np.nanmax(rgb)) <= 1.0:
-            rgb = rgb * 255.0
-        rgb = np.clip(rgb, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(rgb)
+    """The detector's input: any array image as HxWx3 uint8 RGB (the contract's decoding rules)."""
+    from affectkit.data.images import ImageError
+
+    try:
+        return decode_image(np.asarray(rgb))
+    except ImageError as e:
+        raise ValueError(f"expected an HxWx3 RGB image, got an array of shape {np.shape(rgb)} ({e.reason})") from e

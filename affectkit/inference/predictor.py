@@ -1,16 +1,22 @@
 """Predict expression, valence and arousal for the faces in images, with a PyTorch or ONNX Runtime model.
 
 Conventions:
-- Input images are paths, PIL images or HxWx3 uint8 arrays (RGB unless ``color="BGR"``, e.g. OpenCV frames).
-- Boxes are (x1, y1, x2, y2) pixels in the input image; with ``detect=False`` the whole image is the face.
+- Input images are paths, encoded bytes, PIL images or arrays (HxW, HxWx3, HxWx4; uint8, uint16 or float in
+  [0, 1]; RGB unless ``color="BGR"``, e.g. OpenCV frames). Every face becomes a model input through the model's
+  own :class:`~affectkit.preprocess.Preprocess`, restored from the checkpoint or ONNX metadata: the same call the
+  decoded-image store made for training and evaluation.
+- Boxes are (x1, y1, x2, y2) pixels in the input image; with ``detect=False`` the whole image is the face, taken
+  as it is (no margin), as training took its crops.
 - ``probabilities`` are the softmax of the expression logits (averaged over the flip with ``tta=True``);
-  valence and arousal are the model's outputs in [-1, 1].
+  valence and arousal are the model's outputs in [-1, 1], or None for a head the model was not trained for
+  (``Predictor.heads``; e.g. FER+ models have no valence/arousal).
 - The ONNX backend imports neither torch nor MTCNN at load time: ``Predictor.load("m.onnx")`` then
   ``predict(..., detect=False)`` runs on onnxruntime + numpy + PIL only. ``detect=True`` imports torch lazily
   for MTCNN (facenet-pytorch is torch-based).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from dataclasses import asdict, dataclass, field
@@ -18,10 +24,11 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
 from affectkit.labels import EXPRESSIONS
-from affectkit.inference.faces import DEFAULT_MARGIN, Face, FaceDetector, align_face, whole_image_face
+from affectkit.inference.faces import Face, FaceDetector, whole_image_face
+from affectkit.preprocess import Preprocess, describe_heads, restore
 
 ONNX_METADATA_KEY = "affectkit"
 
@@ -32,15 +39,17 @@ class UnreadableImageError(ValueError):
 
 @dataclass
 class FacePrediction:
-    """Prediction for one face. ``box`` is (x1, y1, x2, y2) in input-image pixels."""
+    """Prediction for one face. ``box`` is (x1, y1, x2, y2) in input-image pixels. A head the model was not
+    trained for reports nothing: ``valence``/``arousal`` None; ``expression``/``expression_id`` None and empty
+    ``probabilities`` for a model trained without expression labels."""
 
     box: tuple[float, float, float, float]
     score: float
-    expression: str
-    expression_id: int
+    expression: str | None
+    expression_id: int | None
     probabilities: dict[str, float]
-    valence: float
-    arousal: float
+    valence: float | None
+    arousal: float | None
     landmarks: list[list[float]] | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -50,45 +59,18 @@ class FacePrediction:
         return d
 
 
-def read_image(source: str | Path | Image.Image | np.ndarray, color: str = "RGB") -> np.ndarray:
-    """HxWx3 uint8 RGB array from a path (EXIF orientation applied), a PIL image or an array.
+def read_image(source: str | Path | bytes | Image.Image | np.ndarray, color: str = "RGB") -> np.ndarray:
+    """HxWx3 uint8 RGB array from any image form, by the training decoder's rules (see
+    ``affectkit.preprocess.decode_image``). Raises UnreadableImageError naming the file."""
+    from affectkit.data.images import ImageError
+    from affectkit.preprocess import decode_image
 
-    ``color="BGR"`` flips the channels of an array input (OpenCV order). Raises UnreadableImageError naming
-    the file for anything that cannot be decoded.
-    """
-    color = color.upper()
-    if color not in ("RGB", "BGR"):
-        raise ValueError(f"color must be 'RGB' or 'BGR', got {color!r}")
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise UnreadableImageError(f"{path}: no such file")
-        try:
-            # The training pipeline's decoder, so colour modes and EXIF are handled identically.
-            from affectkit.data.images import load_image
-        except ImportError:
-            load_image = None
-        try:
-            if load_image is not None:
-                return load_image(path)
-            with Image.open(path) as im:
-                return np.asarray(ImageOps.exif_transpose(im).convert("RGB"), dtype=np.uint8)
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            msg = str(e) if str(path) in str(e) else f"{path}: not a readable image ({e})"
-            raise UnreadableImageError(msg) from e
-    if isinstance(source, Image.Image):
-        return np.asarray(source.convert("RGB"), dtype=np.uint8)
-    arr = np.asarray(source)
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    if arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise UnreadableImageError(f"expected an HxWx3 image array, got shape {arr.shape}")
-    arr = arr[:, :, :3]
-    if color == "BGR":
-        arr = arr[:, :, ::-1]
-    if arr.dtype != np.uint8:
-        arr = np.clip(arr, 0, 255).astype(np.uint8)
-    return np.ascontiguousarray(arr)
+    if isinstance(source, (str, Path)) and not Path(source).is_file():
+        raise UnreadableImageError(f"{source}: no such file")
+    try:
+        return decode_image(source, color_order=color)
+    except ImageError as e:
+        raise UnreadableImageError(str(e)) from e
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -157,28 +139,28 @@ class _OnnxBackend:
 class Predictor:
     """Faces → expression, probabilities, valence, arousal.
 
-    Build with ``Predictor.load(path)`` (a Lightning ``.ckpt`` or an exported ``.onnx``) or
-    ``Predictor.from_model(model)``. Crops of all faces in a call are stacked and run in batches of
+    Build with ``Predictor.load(path)`` (a Lightning ``.ckpt``, a run folder or an exported ``.onnx``) or
+    ``Predictor.from_model(model, preprocess)``. Crops of all faces in a call are stacked and run in batches of
     ``batch_size`` (one forward per batch).
 
     Parameters
     ----------
     backend : callable mapping a float32 (N, 3, S, S) normalised batch to (logits (N, 8), va (N, 2)).
-    preprocess : {"mean", "std", "input_size"} the model was trained with.
-    face_margin : crop margin (fraction of box size per side) the model was trained with.
+    preprocess : the model's :class:`~affectkit.preprocess.Preprocess` (or its stored dict).
+    heads : which heads were trained ({"expression", "valence", "arousal"} -> bool); untrained ones report None.
+    face_margin : overrides the contract's margin around detected faces (None: the model's own).
     min_confidence : face-detector threshold.
     tta : average predictions over the image and its horizontal flip.
     """
 
-    def __init__(self, backend, preprocess: dict, face_margin: float = DEFAULT_MARGIN,
-                 expressions: Sequence[str] = EXPRESSIONS, backbone: str = "", min_confidence: float = 0.9,
-                 tta: bool = False, batch_size: int = 32, device: str = "cpu"):
+    def __init__(self, backend, preprocess: Preprocess | dict, expressions: Sequence[str] = EXPRESSIONS,
+                 backbone: str = "", min_confidence: float = 0.9, tta: bool = False, batch_size: int = 32,
+                 device: str = "cpu", heads: dict[str, bool] | None = None, face_margin: float | None = None):
         self.backend = backend
-        self.mean = np.asarray(preprocess["mean"], dtype=np.float32).reshape(1, 3, 1, 1)
-        self.std = np.asarray(preprocess["std"], dtype=np.float32).reshape(1, 3, 1, 1)
-        self.input_size = int(preprocess["input_size"])
-        self.preprocess = dict(preprocess)
-        self.face_margin = float(face_margin)
+        self.contract = preprocess if isinstance(preprocess, Preprocess) else Preprocess.from_dict(preprocess)
+        if face_margin is not None:  # an explicit choice for detected faces; the stored margin otherwise
+            self.contract = dataclasses.replace(self.contract, face_margin=float(face_margin))
+        self.heads = {k: bool((heads or {}).get(k, True)) for k in ("expression", "valence", "arousal")}
         self.expressions = tuple(expressions)
         self.backbone = backbone
         self.tta = bool(tta)
@@ -187,6 +169,18 @@ class Predictor:
         self.min_confidence = float(min_confidence)
         self._detector: FaceDetector | None = None
         self._lock = threading.Lock()
+
+    @property
+    def input_size(self) -> int:
+        return self.contract.input_size
+
+    @property
+    def face_margin(self) -> float:
+        return self.contract.face_margin
+
+    @property
+    def preprocess(self) -> dict[str, Any]:
+        return self.contract.to_dict()
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
@@ -208,11 +202,12 @@ class Predictor:
         if backend == "onnx":
             if path.suffix.lower() != ".onnx":
                 raise ValueError(f"{path}: backend 'onnx' needs an exported .onnx file (see affectkit export)")
+            kwargs.pop("precision", None)  # ONNX Runtime runs the exported fp32 graph
+            kwargs.pop("channels_last", None)
             be = _OnnxBackend(path, device=device, threads=kwargs.pop("threads", None))
-            meta = be.meta
-            return cls(be, preprocess=meta["preprocess"], face_margin=meta.get("face_margin", DEFAULT_MARGIN),
-                       expressions=meta.get("expressions", EXPRESSIONS), backbone=meta.get("backbone", ""),
-                       device=device, **kwargs)
+            contract, heads = restore(be.meta)
+            return cls(be, preprocess=contract, expressions=be.meta.get("expressions", EXPRESSIONS),
+                       backbone=be.meta.get("backbone", ""), device=device, heads=heads, **kwargs)
         if backend != "torch":
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         if path.suffix.lower() == ".onnx":
@@ -220,17 +215,22 @@ class Predictor:
         from affectkit.training.checkpoint import load_model
 
         model, meta = load_model(path)
-        return cls.from_model(model, face_margin=meta.get("face_margin", DEFAULT_MARGIN),
-                              preprocess=meta.get("preprocess"), backbone=meta.get("backbone", ""),
-                              device=device, **kwargs)
+        return cls.from_model(model, preprocess=meta["contract"], backbone=meta.get("backbone", ""),
+                              device=device, heads=meta["heads"], **kwargs)
 
     @classmethod
-    def from_model(cls, model, face_margin: float = DEFAULT_MARGIN, preprocess: dict | None = None,
-                   backbone: str | None = None, device: str = "cpu", precision: str = "fp32",
-                   channels_last: bool = False, **kwargs) -> "Predictor":
-        """Wrap an in-memory AffectModel (``logits, va = model(x)``, ``model.preprocess``)."""
+    def from_model(cls, model, preprocess: Preprocess | dict | None = None, backbone: str | None = None,
+                   device: str = "cpu", precision: str = "fp32", channels_last: bool = False,
+                   heads: dict[str, bool] | None = None, **kwargs) -> "Predictor":
+        """Wrap an in-memory AffectModel (``logits, va = model(x)``). ``preprocess`` is the contract it was
+        trained with; without one, the model's backbone normalisation at its ``input_size`` (an untrained or
+        hand-built model)."""
+        if preprocess is None:
+            pre = model.preprocess
+            preprocess = Preprocess(input_size=pre["input_size"], mean=pre["mean"], std=pre["std"],
+                                    interpolation=pre.get("interpolation", "bilinear"))
         be = _TorchBackend(model, device=device, precision=precision, channels_last=channels_last)
-        return cls(be, preprocess=preprocess or model.preprocess, face_margin=face_margin,
+        return cls(be, preprocess=preprocess, heads=heads,
                    backbone=backbone if backbone is not None else getattr(model, "backbone_name", ""),
                    device=device, **kwargs)
 
@@ -245,16 +245,18 @@ class Predictor:
         return self._detector
 
     def info(self) -> dict[str, Any]:
+        """What the model is and what it can predict (the web demo's ``/info``)."""
         return {"backend": self.backend_name, "backbone": self.backbone, "input_size": self.input_size,
-                "face_margin": self.face_margin, "expressions": list(self.expressions), "tta": self.tta}
+                "face_margin": self.face_margin, "expressions": list(self.expressions), "tta": self.tta,
+                "heads": dict(self.heads), "preprocess": self.preprocess, "note": describe_heads(self.heads)}
 
     # ---- prediction ---------------------------------------------------------------------------
-    def predict(self, image: str | Path | Image.Image | np.ndarray, detect: bool = True,
+    def predict(self, image: str | Path | bytes | Image.Image | np.ndarray, detect: bool = True,
                 color: str = "RGB") -> list[FacePrediction]:
         """Predictions for each face in one image (empty list when detection finds none)."""
         return self.predict_batch([image], detect=detect, color=color)[0]
 
-    def predict_batch(self, images: Iterable[str | Path | Image.Image | np.ndarray], detect: bool = True,
+    def predict_batch(self, images: Iterable[str | Path | bytes | Image.Image | np.ndarray], detect: bool = True,
                       color: str = "RGB") -> list[list[FacePrediction]]:
         """One list of FacePrediction per image; all faces go through the model in shared batches."""
         rgbs = [read_image(im, color=color) for im in images]
@@ -262,12 +264,16 @@ class Predictor:
         return self.predict_faces(rgbs, faces)
 
     def find_faces(self, rgb: np.ndarray, detect: bool = True) -> list[Face]:
-        """Detected faces (``detect=True``) or the whole image as one face."""
+        """Detected faces (``detect=True``) or the whole image as one face, taken as it is."""
         return self.detector.detect(rgb) if detect else [whole_image_face(rgb)]
+
+    def face_inputs(self, rgb: np.ndarray, faces: Sequence[Face]) -> list[np.ndarray]:
+        """The uint8 model input of each face, by the model's contract."""
+        return [self.contract.finish(self.contract.crop_face(rgb, f)) for f in faces]
 
     def predict_faces(self, rgbs: Sequence[np.ndarray], faces: Sequence[Sequence[Face]]) -> list[list[FacePrediction]]:
         """Predictions for given faces of given RGB images (lists aligned by index)."""
-        crops = [align_face(rgb, f, self.input_size, self.face_margin) for rgb, fs in zip(rgbs, faces) for f in fs]
+        crops = [c for rgb, fs in zip(rgbs, faces) for c in self.face_inputs(rgb, fs)]
         if not crops:
             return [[] for _ in rgbs]
         probs, va = self.predict_crops(np.stack(crops))
@@ -281,13 +287,11 @@ class Predictor:
         return out
 
     def predict_crops(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(probabilities (N, 8), va (N, 2)) for aligned uint8 crops (N, S, S, 3) at the model input size."""
+        """(probabilities (N, 8), va (N, 2)) for model inputs (N, S, S, 3) uint8 made by the contract."""
         crops = np.asarray(crops)
-        if crops.ndim != 4 or crops.shape[1:] != (self.input_size, self.input_size, 3):
-            raise ValueError(f"crops must have shape (N, {self.input_size}, {self.input_size}, 3), got {crops.shape}")
         probs, va = [], []
         for i in range(0, len(crops), self.batch_size):
-            x = self.normalise(crops[i:i + self.batch_size])
+            x = self.contract.to_tensor(crops[i:i + self.batch_size])
             p, v = self._forward(x)
             if self.tta:
                 p2, v2 = self._forward(np.ascontiguousarray(x[:, :, :, ::-1]))
@@ -297,9 +301,8 @@ class Predictor:
         return np.concatenate(probs), np.concatenate(va)
 
     def normalise(self, crops: np.ndarray) -> np.ndarray:
-        """uint8 NHWC → float32 NCHW, (x / 255 - mean) / std."""
-        x = crops.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-        return np.ascontiguousarray((x - self.mean) / self.std, dtype=np.float32)
+        """uint8 NHWC → float32 NCHW, (x / 255 - mean) / std (``Preprocess.to_tensor``)."""
+        return self.contract.to_tensor(crops)
 
     def _forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with self._lock:  # one forward at a time: the web server calls from several threads
@@ -308,8 +311,11 @@ class Predictor:
 
     def _prediction(self, face: Face, probs: np.ndarray, va: np.ndarray) -> FacePrediction:
         k = int(np.argmax(probs))
+        has_exp = self.heads["expression"]
         return FacePrediction(
-            box=tuple(float(v) for v in face.box), score=float(face.score), expression=self.expressions[k],
-            expression_id=k, probabilities={n: float(p) for n, p in zip(self.expressions, probs)},
-            valence=float(va[0]), arousal=float(va[1]),
+            box=tuple(float(v) for v in face.box), score=float(face.score),
+            expression=self.expressions[k] if has_exp else None, expression_id=k if has_exp else None,
+            probabilities={n: float(p) for n, p in zip(self.expressions, probs)} if has_exp else {},
+            valence=float(va[0]) if self.heads["valence"] else None,
+            arousal=float(va[1]) if self.heads["arousal"] else None,
             landmarks=None if face.landmarks is None else np.asarray(face.landmarks).round(2).tolist())

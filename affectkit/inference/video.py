@@ -187,12 +187,17 @@ def prediction_row(source: str, frame: int, time_s: float | None, pred: FacePred
     if pred is None:
         row["expression"] = ""
         return row
+    # a head the model was not trained for stays empty (None): no number that looks like a measurement
     row.update(x1=round(pred.box[0], 2), y1=round(pred.box[1], 2), x2=round(pred.box[2], 2),
-               y2=round(pred.box[3], 2), score=round(pred.score, 6), expression=pred.expression,
-               valence=round(pred.valence, 6), arousal=round(pred.arousal, 6))
+               y2=round(pred.box[3], 2), score=round(pred.score, 6), expression=pred.expression or "",
+               valence=_round(pred.valence), arousal=_round(pred.arousal))
     for name in EXPRESSIONS:
-        row[f"prob_{name}"] = round(pred.probabilities.get(name, float("nan")), 6)
+        row[f"prob_{name}"] = _round(pred.probabilities.get(name))
     return row
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None else round(float(v), 6)
 
 
 def write_rows(rows: list[dict[str, Any]], out: str | Path) -> Path:
@@ -230,11 +235,14 @@ def draw_predictions(rgb: np.ndarray, preds: Sequence[FacePrediction]) -> Image.
         font = ImageFont.load_default()
     width = max(2, int(min(img.size) / 200))
     for p in preds:
-        colour = _COLOURS[p.expression_id % len(_COLOURS)]
+        colour = _COLOURS[(p.expression_id or 0) % len(_COLOURS)]
         x1, y1, x2, y2 = p.box
         draw.rectangle([x1, y1, x2, y2], outline=colour, width=width)
-        lines = [f"{p.expression} {p.probabilities[p.expression]:.2f}", f"V {p.valence:+.2f} A {p.arousal:+.2f}"]
-        text = "\n".join(lines)
+        lines = [f"{p.expression} {p.probabilities[p.expression]:.2f}"] if p.expression else []
+        va = [f"{k} {v:+.2f}" for k, v in (("V", p.valence), ("A", p.arousal)) if v is not None]
+        if va:
+            lines.append(" ".join(va))
+        text = "\n".join(lines) or "face"
         tb = draw.multiline_textbbox((0, 0), text, font=font)
         tw, th = tb[2] - tb[0] + 6, tb[3] - tb[1] + 6
         ty = y1 - th if y1 - th >= 0 else y2
@@ -295,12 +303,13 @@ class _Annotator:
 def run_predict(ckpt: str | Path | Predictor, inputs: Sequence[str | Path] | str | Path, out: str | Path | None = None,
                 annotate: str | Path | None = None, detect: bool = True, backend: str = "torch", every_n: int = 10,
                 batch_size: int = 32, threshold: float = 0.9, tta: bool = False,
-                device: str = "cpu") -> list[dict[str, Any]]:
+                device: str = "cpu", precision: str = "fp32") -> list[dict[str, Any]]:
     """Predict every face in ``inputs`` (files, folders, globs, videos); return rows and write ``out``.
 
     ``ckpt`` is a ``.ckpt``/``.onnx`` path (``backend`` "torch" or "onnx"; an ``.onnx`` path implies onnx) or a
     ready ``Predictor``. ``threshold`` is the face-detector confidence; ``detect=False`` uses whole images.
     ``annotate`` names a folder for annotated copies. Unreadable inputs give a warning and an error row.
+    ``precision`` ("fp32" or "bf16") applies to the torch backend; ONNX runs its fp32 graph.
     """
     from tqdm.auto import tqdm
 
@@ -314,14 +323,14 @@ def run_predict(ckpt: str | Path | Predictor, inputs: Sequence[str | Path] | str
         if str(ckpt).lower().endswith(".onnx"):
             backend = "onnx"
         predictor = Predictor.load(ckpt, backend=backend, device=device, min_confidence=threshold, tta=tta,
-                                   batch_size=batch_size)
+                                   batch_size=batch_size, precision=precision)
     annotator = _Annotator(annotate)
     rows: list[dict[str, Any]] = []
     items = expand_inputs(inputs)
     images: list[str] = []
 
     def flush_images():
-        rows.extend(_predict_images(predictor, images, detect, batch_size, annotator))
+        rows.extend(_predict_images(predictor, images, detect, annotator))
         images.clear()
 
     for path, problem in tqdm(items, desc="predict", unit="file", disable=None):
@@ -346,14 +355,14 @@ def _error_row(source: str, reason: str) -> dict[str, Any]:
     return prediction_row(source, 0, None, None, status=f"error: {reason}")
 
 
-def _predict_images(predictor: Predictor, paths: list[str], detect: bool, batch_size: int,
+def _predict_images(predictor: Predictor, paths: list[str], detect: bool,
                     annotator: _Annotator) -> list[dict[str, Any]]:
     rows: dict[str, list[dict[str, Any]]] = {}
     ok: list[tuple[str, np.ndarray]] = []
     for path in paths:
         try:
             ok.append((path, read_image(path)))
-        except (UnreadableImageError, ValueError, OSError) as e:
+        except (ValueError, OSError) as e:  # UnreadableImageError is a ValueError
             rows[path] = [_error_row(path, _reason(e, path))]
     rows.update(_predict_frames(predictor, [(p, 0, None, rgb) for p, rgb in ok], detect, annotator.image))
     return [r for p in paths for r in rows[p]]

@@ -10,11 +10,18 @@ import torch
 META_KEY = "affectkit"
 
 
-def model_meta(model, config: dict[str, Any]) -> dict[str, Any]:
+def model_meta(model, config: dict[str, Any], preprocess=None, heads: dict[str, bool] | None = None
+               ) -> dict[str, Any]:
+    """What inference needs besides the weights: the preprocessing contract exactly as training used it
+    (``affectkit.preprocess.Preprocess``; from the config when not given) and which heads were trained."""
+    from affectkit.preprocess import Preprocess, heads_from_config
+
+    contract = preprocess or Preprocess.from_config(config, model.preprocess)
     return {
         "backbone": model.backbone_name,
-        "preprocess": {k: (list(v) if isinstance(v, tuple) else v) for k, v in model.preprocess.items()},
-        "face_margin": float(config.get("face_margin", 0.0)),
+        "preprocess": contract.to_dict(),
+        "heads": dict(heads) if heads is not None else heads_from_config(config),
+        "face_margin": contract.face_margin,
         "dropout": float(config.get("dropout", 0.0)),
         "num_classes": int(config.get("num_classes", 8)),
         "config": config,
@@ -50,30 +57,34 @@ def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best") -> Path:
 
 
 def load_model(path: str | Path):
-    """Rebuild the trained model from a checkpoint. Returns ``(model in eval mode, meta)``."""
+    """Rebuild the trained model from a checkpoint. Returns ``(model in eval mode, meta)``; ``meta["contract"]``
+    is the restored :class:`~affectkit.preprocess.Preprocess` and ``meta["heads"]`` the trained heads."""
     from affectkit.models import create_model
+    from affectkit.preprocess import restore
 
     ckpt = read_checkpoint(path)
     meta = dict(ckpt[META_KEY])
+    meta["contract"], meta["heads"] = restore(meta)
     model = create_model(meta["backbone"], weights="none", dropout=meta.get("dropout", 0.0),
                          num_classes=meta.get("num_classes", 8))
     prefix = "model."
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     model.load_state_dict(state)
-    pre = meta.get("preprocess") or {}
-    model.preprocess = {**model.preprocess, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in pre.items()}}
+    c = meta["contract"]
+    model.preprocess = {"mean": c.mean, "std": c.std, "input_size": c.input_size, "interpolation": c.interpolation}
     model.eval()
     return model, meta
 
 
-def save_model_checkpoint(model, path: str | Path, config: dict[str, Any] | None = None) -> Path:
+def save_model_checkpoint(model, path: str | Path, config: dict[str, Any] | None = None, preprocess=None,
+                          heads: dict[str, bool] | None = None) -> Path:
     """Write a minimal checkpoint (weights + metadata) that `load_model` and inference accept."""
     config = dict(config or {})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ckpt = {
         "state_dict": {f"model.{k}": v.detach().cpu() for k, v in model.state_dict().items()},
-        META_KEY: model_meta(model, config),
+        META_KEY: model_meta(model, config, preprocess, heads),
         "hyper_parameters": {"config": config},
     }
     atomic_torch_save(ckpt, path)

@@ -22,6 +22,7 @@ class TrainConfig:
     decode_device: str | None = None      # "cuda": build that store with nvJPEG on the GPU (plain JPEGs)
     strict: bool = False                  # bad files become errors instead of skipped-with-warning
     face_margin: float = 0.2              # margin per side around detected faces at inference, matching crop framing
+    color: str = "rgb"                    # rgb | gray: gray models (FER+) see every face, colour photos too, as gray
     # model
     name: str | None = None
     backbone: str = "resnet50"

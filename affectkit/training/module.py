@@ -19,17 +19,23 @@ RESUME_KEY = "affectkit_resume"
 class AffectModule(L.LightningModule):
     """Wraps an ``AffectModel``; ``config`` is a plain dict of `TrainConfig` fields (saved as hyper-parameters)."""
 
-    def __init__(self, config: dict[str, Any], class_weight: list[float] | None = None):
+    def __init__(self, config: dict[str, Any], class_weight: list[float] | None = None,
+                 preprocess: dict[str, Any] | None = None, heads: dict[str, bool] | None = None):
+        """``preprocess`` (a stored ``Preprocess`` dict) restores a trained model's contract; None builds it from
+        ``config``. ``heads`` says which heads have labels and a loss weight (stored with the model)."""
         super().__init__()
         self.save_hyperparameters()
         from affectkit.models import create_model
+        from affectkit.preprocess import Preprocess, heads_from_config
 
         self.cfg = TrainConfig(**config)
         self.model = create_model(self.cfg.backbone, weights=self.cfg.weights, dropout=self.cfg.dropout,
                                   num_classes=self.cfg.num_classes)
-        pre = self.model.preprocess
-        self.register_buffer("mean", torch.tensor(pre["mean"]).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(pre["std"]).view(1, 3, 1, 1), persistent=False)
+        self.contract = (Preprocess.from_dict(preprocess) if preprocess is not None
+                         else Preprocess.from_config(self.cfg.to_dict(), self.model.preprocess))
+        self.heads = dict(heads) if heads is not None else heads_from_config(config)
+        self.register_buffer("mean", torch.tensor(self.contract.mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(self.contract.std).view(1, 3, 1, 1), persistent=False)
         self.class_weight = torch.tensor(class_weight) if class_weight is not None else None
         self._outputs: dict[str, list[dict[str, torch.Tensor]]] = {"train": [], "val": [], "test": []}
         # Train-loss sums (loss * batch size) and sample count of the running epoch: kept here, not in Lightning's
@@ -43,6 +49,7 @@ class AffectModule(L.LightningModule):
 
     # -- inputs ------------------------------------------------------------------------------------------
     def prepare(self, images: torch.Tensor, train: bool) -> torch.Tensor:
+        # Preprocess.to_tensor's formula, on the device, with augmentation between the two steps
         x = images.float().div_(255)
         if train:
             c = self.cfg
@@ -231,7 +238,7 @@ class AffectModule(L.LightningModule):
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint[META_KEY] = model_meta(self.model, self.cfg.to_dict())
+        checkpoint[META_KEY] = model_meta(self.model, self.cfg.to_dict(), self.contract, self.heads)
         if self._trainer is not None and self.trainer.state.fn == "fit":
             checkpoint[RESUME_KEY] = self._resume_state()
 

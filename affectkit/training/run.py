@@ -182,6 +182,8 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     from affectkit.data import read_dataset
     from affectkit.data.module import AffectDataModule
     from affectkit.data.splits import load_split, make_split, save_split
+    from affectkit.models.registry import get_spec
+    from affectkit.preprocess import Preprocess
     from affectkit.training.losses import balanced_class_weights
     from affectkit.training.module import AffectModule
 
@@ -213,7 +215,9 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
         os.replace(tmp, run / "config.yaml")
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = AffectDataModule(records, split, image_size=cfg.image_size, batch_size=cfg.batch_size, cache=cfg.cache,
+    # The preprocessing contract is fixed here, once, and travels with every checkpoint of the run.
+    contract = Preprocess.from_config(cfg.to_dict(), get_spec(cfg.backbone).preprocess)
+    dm = AffectDataModule(records, split, image_size=contract, batch_size=cfg.batch_size, cache=cfg.cache,
                           num_workers=cfg.num_workers, balanced_sampling=cfg.balanced_sampling, seed=cfg.seed,
                           strict=cfg.strict, progress=cfg.progress, decode_device=cfg.decode_device)
     dm.setup("fit")
@@ -222,7 +226,8 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     class_weight = None
     if cfg.class_weights == "balanced":
         class_weight = balanced_class_weights(dm.class_counts("train")).tolist()
-    module = AffectModule(cfg.to_dict(), class_weight=class_weight)
+    module = AffectModule(cfg.to_dict(), class_weight=class_weight, preprocess=contract.to_dict(),
+                          heads=trained_heads(cfg, dm.datasets["train"]))
 
     ckpt_dir = run / "checkpoints"
     if primary and ckpt_dir.is_dir():
@@ -267,6 +272,16 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
             summary["wall_time_s"] += json.loads(prev.read_text()).get("wall_time_s", 0)
         _atomic_write(prev, json.dumps(summary, indent=1))
     return run
+
+
+def trained_heads(cfg: TrainConfig, train_set) -> dict[str, bool]:
+    """A head is trained when its loss weight is above 0 and the training part has labels for it."""
+    import numpy as np
+
+    lab = train_set.labels
+    has = {"expression": bool((lab["expression"] >= 0).any()), "valence": bool(np.isfinite(lab["valence"]).any()),
+           "arousal": bool(np.isfinite(lab["arousal"]).any())}
+    return {k: has[k] and float(getattr(cfg, f"loss_{k}")) > 0 for k in has}
 
 
 def _best_epoch(run: Path) -> int | None:

@@ -13,7 +13,20 @@ function setStatus(text, isError = false) {
   document.body.dataset.state = isError ? "error" : text.startsWith("Found") ? "done" : "busy";
 }
 
-function colourOf(face) { return COLOURS[face.expression_id % COLOURS.length]; }
+function colourOf(face) { return COLOURS[(face.expression_id ?? 0) % COLOURS.length]; }
+
+// Which model is loaded and what it can predict; the circumplex only for models with valence and arousal.
+async function showModel() {
+  let info;
+  try { info = await (await fetch("/info")).json(); } catch (err) { return; }
+  const heads = info.heads || {};
+  const can = ["expression", "valence", "arousal"].filter((k) => heads[k] !== false);
+  $("model").textContent = `Model: ${info.backbone || "?"} (${info.backend}), ${info.input_size} px input; ` +
+    `predicts ${can.join(", ") || "nothing"}.`;
+  if (info.note) $("model-note").textContent = info.note.charAt(0).toUpperCase() + info.note.slice(1) + ".";
+  $("va-panel").hidden = !(heads.valence !== false && heads.arousal !== false);
+}
+showModel();
 
 async function predict(blob) {
   setStatus("Predicting…");
@@ -57,7 +70,8 @@ function render(bitmap, data) {
     ctx.lineWidth = Math.max(2, canvas.width / 300);
     ctx.strokeStyle = colourOf(f);
     ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
-    const label = `${i + 1}. ${f.expression} ${(100 * f.probabilities[f.expression]).toFixed(0)}%`;
+    const label = f.expression ? `${i + 1}. ${f.expression} ${(100 * f.probabilities[f.expression]).toFixed(0)}%`
+                               : `${i + 1}.`;
     const w = ctx.measureText(label).width + 8, h = font + 6;
     const ty = y1 - h >= 0 ? y1 - h : y2;
     ctx.fillStyle = colourOf(f);
@@ -83,8 +97,8 @@ function renderCards(faces) {
   faces.forEach((f, i) => {
     const card = el("div", { class: "face-card", "data-expression": f.expression, "data-index": String(i + 1) });
     card.style.setProperty("--face-colour", colourOf(f));
-    card.append(el("h3", {}, `Face ${i + 1}: ${f.expression}`));
-    for (const name of EXPRESSIONS) {
+    card.append(el("h3", {}, `Face ${i + 1}: ${f.expression ?? "face"}`));
+    for (const name of f.expression ? EXPRESSIONS : []) {
       const p = f.probabilities[name] ?? 0;
       const row = el("div", { class: "prob" + (name === f.expression ? " top" : ""), "data-name": name });
       const track = el("div", { class: "track" });
@@ -94,8 +108,13 @@ function renderCards(faces) {
       row.append(el("span", {}, name), track, el("span", {}, `${(100 * p).toFixed(1)}%`));
       card.append(row);
     }
-    card.append(el("div", { class: "va", "data-valence": f.valence.toFixed(4), "data-arousal": f.arousal.toFixed(4) },
-      `valence ${f.valence >= 0 ? "+" : ""}${f.valence.toFixed(2)}, arousal ${f.arousal >= 0 ? "+" : ""}${f.arousal.toFixed(2)}`));
+    // a head the model was not trained for comes back null: show nothing rather than an untrained number
+    const va = [["valence", f.valence], ["arousal", f.arousal]].filter(([, v]) => v !== null && v !== undefined);
+    if (va.length) {
+      const attrs = { class: "va" };
+      va.forEach(([k, v]) => { attrs[`data-${k}`] = v.toFixed(4); });
+      card.append(el("div", attrs, va.map(([k, v]) => `${k} ${v >= 0 ? "+" : ""}${v.toFixed(2)}`).join(", ")));
+    }
     if (f.score < 1) card.append(el("div", { class: "hint" }, `face score ${f.score.toFixed(3)}`));
     box.append(card);
   });
@@ -106,6 +125,7 @@ function renderCircumplex(faces) {
   g.replaceChildren();
   const ns = "http://www.w3.org/2000/svg";
   faces.forEach((f, i) => {
+    if (f.valence === null || f.arousal === null) return;  // no circumplex point without both heads
     const clamp = (v) => Math.max(-1.05, Math.min(1.05, v));
     const pt = document.createElementNS(ns, "g");
     pt.setAttribute("class", "face-point");

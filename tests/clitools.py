@@ -1,0 +1,59 @@
+"""Running the real `affectkit` command the way a user does: in a subprocess, in a given folder."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+AK = [sys.executable, "-m", "affectkit.cli"]
+
+
+def ak(*args, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run ``affectkit ARGS`` in ``cwd``; it must exit 0 without a traceback."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    res = subprocess.run([*AK, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert res.returncode == 0, f"affectkit {' '.join(map(str, args))} failed:\n{res.stdout}\n{res.stderr}"
+    assert "Traceback" not in res.stderr
+    return res
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_cli(model, cwd: Path, startup_s: float = 120.0):
+    """``affectkit serve MODEL --port P`` in a subprocess; yields (base URL, its /info) once it answers."""
+    port = free_port()
+    proc = subprocess.Popen([*AK, "serve", str(model), "--port", str(port)], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        end = time.time() + startup_s
+        while True:
+            try:
+                info = json.loads(urllib.request.urlopen(base + "/info", timeout=2).read())
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise AssertionError(f"affectkit serve exited with {proc.returncode}:\n{proc.stdout.read()}")
+                if time.time() > end:
+                    raise AssertionError(f"affectkit serve did not answer within {startup_s:.0f} s")
+                time.sleep(0.5)
+        yield base, info
+    finally:
+        proc.terminate()
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        assert "Traceback" not in (out or ""), out
