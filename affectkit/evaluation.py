@@ -65,7 +65,7 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
     from affectkit.data.module import AffectDataModule
     from affectkit.data.splits import load_split, make_split
     from affectkit.preprocess import describe_heads, restore
-    from affectkit.training.checkpoint import read_checkpoint, resolve_checkpoint, META_KEY
+    from affectkit.training.checkpoint import META_KEY, load_strict, read_checkpoint, resolve_checkpoint
     from affectkit.training.module import AffectModule
     from affectkit.training.run import quiet_lightning
 
@@ -105,11 +105,7 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
 
     cfg["weights"] = "none"  # weights come from the checkpoint
     module = AffectModule(cfg, preprocess=contract.to_dict(), heads=heads)
-    try:
-        module.load_state_dict(ckpt["state_dict"], strict=True)
-    except RuntimeError as e:  # missing/unexpected keys or shapes: never evaluate half-random weights
-        raise ValueError(f"{ckpt_path}: weights do not fit the {cfg.get('backbone')!r} model it names "
-                         f"({str(e).splitlines()[0]} ...)") from e
+    load_strict(module, ckpt["state_dict"], ckpt_path, cfg.get("backbone"))
     module.tta = tta
     dm = AffectDataModule(records, parts, image_size=contract, batch_size=batch_size,
                           cache=cfg.get("cache", True), num_workers=cfg.get("num_workers", -1))

@@ -69,11 +69,45 @@ def load_model(path: str | Path):
                          num_classes=meta.get("num_classes", 8))
     prefix = "model."
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
-    model.load_state_dict(state)
+    load_strict(model, state, path, meta["backbone"])
     c = meta["contract"]
     model.preprocess = {"mean": c.mean, "std": c.std, "input_size": c.input_size, "interpolation": c.interpolation}
     model.eval()
     return model, meta
+
+
+def load_strict(module: torch.nn.Module, state: dict[str, Any], path, backbone: str) -> None:
+    """``load_state_dict(strict=True)``, with an error that names the file, the backbone and the keys that do
+    not fit (never a half-loaded model that evaluates random weights)."""
+    try:
+        module.load_state_dict(state, strict=True)
+        return
+    except RuntimeError as e:
+        text = str(e)
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} has shape {tuple(state[k].shape)}, the model {tuple(own[k].shape)}" for k in own
+              if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)]
+    parts = [f"{len(keys)} {what} keys (e.g. {', '.join(keys[:3])})"
+             for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+    parts += [f"{len(shapes)} of other shapes (e.g. {shapes[0]})"] if shapes else []
+    parts = parts or [text.splitlines()[0]]
+    raise ValueError(f"{path}: its weights do not fit the {backbone!r} model its metadata names: "
+                     f"{'; '.join(parts)}. The file is damaged or was written for another backbone")
+
+
+def check_resumable(path: str | Path, backbone: str) -> None:
+    """Refuse, with a clear message, to resume from a file that is not a full training checkpoint of this
+    backbone (a minimal inference checkpoint, another backbone's run)."""
+    ckpt = read_checkpoint(path)
+    if "pytorch-lightning_version" not in ckpt or "loops" not in ckpt:
+        raise ValueError(f"{path}: not a training checkpoint (no trainer state): it can be evaluated or used for "
+                         "prediction, but a run resumes only from the last.ckpt that affectkit train wrote")
+    stored = (ckpt[META_KEY].get("config") or {}).get("backbone") or ckpt[META_KEY].get("backbone")
+    if stored != backbone:
+        raise ValueError(f"{path}: this run trained backbone {stored!r}, not {backbone!r}: resume with "
+                         f"--backbone {stored} (or start a new run in another --out)")
 
 
 def save_model_checkpoint(model, path: str | Path, config: dict[str, Any] | None = None, preprocess=None,

@@ -15,7 +15,7 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from affectkit.training.checkpoint import atomic_torch_save
+from affectkit.training.checkpoint import atomic_torch_save, check_resumable
 from affectkit.training.config import TrainConfig, save_config
 
 # Set by the primary process so the ranks Lightning launches later find the same run folder.
@@ -251,6 +251,8 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
         limit_train_batches=cfg.limit_train_batches, limit_val_batches=cfg.limit_val_batches,
         log_every_n_steps=10, plugins=[AtomicCheckpointIO()],
     )
+    if resume:
+        check_resumable(ckpt_dir / "last.ckpt", cfg.backbone)
     t0 = time.time()
     with warnings.catch_warnings():
         quiet_lightning()

@@ -1,0 +1,65 @@
+"""Checkpoints are loaded strictly: a file whose weights do not fit its model, or that cannot be resumed, is one
+clear error line from the command (exit 2), never a traceback or a model evaluated with random weights."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import torch
+
+from clitools import AK, ak
+
+
+def run(*args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([*AK, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpts")
+    ak("synth", "--out", "faces", "-n", 48, "--size", 32, "--seed", 1, "--quiet", cwd=d)
+    ak("train", "--data", "faces", "--backbone", "resnet18", "--weights", "none", "--epochs", 1, "--image-size", 32,
+       "--batch-size", 16, "--out", "run", "--set", "progress=false", cwd=d)
+    return d
+
+
+def _doctor(src, dst, fn):
+    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    fn(ckpt)
+    torch.save(ckpt, dst)
+    return dst
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda c: c.__setitem__("state_dict", {}), "missing"),
+    (lambda c: c["affectkit"].__setitem__("backbone", "mobilenet_v2")
+     or c["affectkit"]["config"].__setitem__("backbone", "mobilenet_v2"), "do not fit"),
+    (lambda c: c.__setitem__("state_dict", {k: v for k, v in c["state_dict"].items() if "head" not in k}),
+     "missing"),
+], ids=["empty-weights", "other-backbone", "no-head"])
+def test_weights_that_do_not_fit_are_refused(trained, damage, says):
+    bad = _doctor(trained / "run" / "checkpoints" / "best.ckpt", trained / "bad.ckpt", damage)
+    for verb in (["evaluate", bad, "--data", "faces"], ["predict", bad, "faces/images", "--no-detect"],
+                 ["export", bad, "--out", "bad.onnx"]):
+        r = run(*verb, cwd=trained)
+        assert r.returncode == 2, (verb, r.stdout, r.stderr)
+        assert "Traceback" not in r.stderr and says in r.stderr and "bad.ckpt" in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_resume_refuses_another_backbone_and_minimal_checkpoints(trained):
+    import shutil
+
+    r = run("train", "--data", "faces", "--backbone", "resnet50", "--weights", "none", "--epochs", 2,
+            "--image-size", 32, "--out", "run", "--resume", "--set", "progress=false", cwd=trained)
+    assert r.returncode == 2 and "resnet18" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    other = trained / "minimal"
+    (other / "checkpoints").mkdir(parents=True)
+    shutil.copy(trained / "run" / "config.yaml", other / "config.yaml")
+    from affectkit.training.checkpoint import load_model, save_model_checkpoint
+
+    model, meta = load_model(trained / "run")
+    save_model_checkpoint(model, other / "checkpoints" / "last.ckpt", meta["config"], meta["contract"], meta["heads"])
+    r = run("train", "--data", "faces", "--backbone", "resnet18", "--weights", "none", "--epochs", 2,
+            "--image-size", 32, "--out", "minimal", "--resume", "--set", "progress=false", cwd=trained)
+    assert r.returncode == 2 and "not a training checkpoint" in r.stderr and "Traceback" not in r.stderr, r.stderr
