@@ -145,8 +145,10 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
         np.savez_compressed(
             out_json.with_name(f"{stem}_predictions.npz"),
             keys=np.array([ds.samples[int(i)].key for i in arrays["index"]]), y_true=arrays["expression"],
-            y_prob=probs, valence_true=arrays["valence"], valence_pred=va[:, 0], arousal_true=arrays["arousal"],
-            arousal_pred=va[:, 1], thumbs=thumbs, thumb_index=thumb_index,
+            y_prob=probs, valence_true=arrays["valence"], arousal_true=arrays["arousal"], thumbs=thumbs,
+            # an untrained head's output is noise: NaN, so reports draw no circumplex and print no number
+            valence_pred=va[:, 0] if heads["valence"] else np.full(len(va), np.nan),
+            arousal_pred=va[:, 1] if heads["arousal"] else np.full(len(va), np.nan), thumb_index=thumb_index,
         )
         res["metrics_path"] = str(out_json)
     return res

@@ -197,6 +197,10 @@ def test_untrained_heads_report_nothing(expression_only):
     assert "without valence and arousal labels" in out
     m = json.loads((d / "run" / "eval" / "test_metrics.json").read_text())
     assert m["valence"] is None and m["arousal"] is None and m["heads"]["valence"] is False
+    npz = np.load(d / "run" / "eval" / "test_predictions.npz")
+    assert np.isnan(npz["valence_pred"]).all() and np.isnan(npz["arousal_pred"]).all()
+    ak("report", "run", cwd=d)
+    assert not (d / "run" / "report" / "circumplex.png").exists()
 
 
 def test_ferplus_valid_agreement(ferplus_root, tmp_path):
