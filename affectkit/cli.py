@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import os
 import sys
+import warnings
 from pathlib import Path
 
 
@@ -60,19 +64,20 @@ def _devices(v):
 
 
 def cmd_train(a):
-    from affectkit.training.config import load_config
-    from affectkit.training.run import train
+    from affectkit.training.config import load_config, parse_set
 
     over = {k: getattr(a, k) for k in _TRAIN_FLAGS}
     over["devices"] = _devices(over["devices"])
     if a.deterministic:
         over["deterministic"] = True
-    for kv in a.set or []:
-        k, _, v = kv.partition("=")
-        import yaml
-
-        over[k.replace("-", "_")] = yaml.safe_load(v)
+    sets = parse_set(a.set)  # KEY=VALUE, values in YAML; a null value resets the option (e.g. weight_decay)
+    over.update(sets)
     cfg = load_config(a.config, **over)
+    nulls = {k: None for k, v in sets.items() if v is None}
+    if nulls:
+        cfg = cfg.updated(**nulls)
+    from affectkit.training.run import train  # Lightning: imported once the config is known to be valid
+
     run = train(cfg, out=a.out, resume=a.resume)
     if _primary():
         print(f"run folder: {run}")
@@ -123,6 +128,9 @@ def cmd_cache(a):
     from affectkit.data import read_dataset
     from affectkit.data.cache import build_store
 
+    if a.size < 1:
+        raise ValueError(f"invalid image size {a.size} (--size): use the training image size in pixels, e.g. "
+                         f"--size 224")
     rec = read_dataset(a.path, format=a.format, strict=a.strict)
     store = build_store(rec.samples, a.size, cache_dir=a.cache_dir, strict=a.strict, progress=True,
                         decode_device=a.decode_device)
@@ -157,6 +165,7 @@ def cmd_serve(a):
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="affectkit", description="Train, evaluate, compare and deploy facial affect models.")
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error (or AFFECTKIT_DEBUG=1)")
     sub = p.add_subparsers(dest="verb", required=True)
 
     s = sub.add_parser("synth", help="write the built-in synthetic face dataset (AffectNet layout)")
@@ -268,20 +277,79 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# Errors that mean bad input or a bad environment, not a bug: one line and exit code 2. (ConfigError is a
+# ValueError; WeightsNotFoundError a FileNotFoundError.)
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, KeyError, OSError)
+
+
+def _one_line(text: str) -> str:
+    """A message on one line (several lines are joined with '; ')."""
+    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _message(e: BaseException) -> str:
+    # str(KeyError("x")) is "'x'": use the message itself
+    text = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
+    return _one_line(text) or type(e).__name__
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """Warnings as one ``warning: ...`` line (the code location Python adds is noise for users)."""
+    return f"warning: {_one_line(message)}\n"
+
+
+def _parse(parser: argparse.ArgumentParser, argv: list[str], debug: bool) -> argparse.Namespace | int:
+    """Parsed arguments, or the exit code after a usage error (reported as one line unless ``debug``)."""
+    if debug:
+        return parser.parse_args(argv)
+    buf = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buf):
+            return parser.parse_args(argv)
+    except SystemExit as e:
+        lines = [line for line in buf.getvalue().splitlines() if line.strip()]
+        if not e.code or not lines:  # --help, --version
+            sys.stderr.write(buf.getvalue())
+            return e.code or 0
+        prog, _, msg = lines[-1].partition(": error: ")
+        print(f"error: {msg or lines[-1]} ({prog}): see {prog} --help", file=sys.stderr)
+        return 2
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command. User errors: one ``error: ...`` line, exit 2; bugs: one line saying so, exit 1.
+    ``--debug`` (anywhere on the line) or ``AFFECTKIT_DEBUG=1`` shows the traceback instead."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = os.environ.get("AFFECTKIT_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+    if "--debug" in argv:
+        debug = True
+        argv = [x for x in argv if x != "--debug"]
+    args = _parse(build_parser(), argv, debug)
+    if isinstance(args, int):
+        return args
+    fmt = warnings.formatwarning
+    if not debug:
+        warnings.formatwarning = _format_warning
     try:
         args.fn(args)
-    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as e:
-        print(f"affectkit {args.verb}: error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"error: interrupted (affectkit {args.verb}): stopped by the user", file=sys.stderr)
+        return 130
+    except USER_ERRORS as e:
+        if debug:
+            raise
+        print(f"error: {_message(e)}", file=sys.stderr)
         return 2
     except Exception as e:
-        from affectkit.models import WeightsNotFoundError
-
-        if isinstance(e, WeightsNotFoundError):
-            print(f"affectkit {args.verb}: error: {e}", file=sys.stderr)
-            return 2
-        raise
+        if debug:
+            raise
+        print(f"error: internal error, a bug in affectkit ({type(e).__name__}: {_message(e)}): please report it; "
+              f"rerun with --debug (or AFFECTKIT_DEBUG=1) for the traceback", file=sys.stderr)
+        return 1
+    finally:
+        warnings.formatwarning = fmt
     return 0
 
 

@@ -268,3 +268,70 @@ def test_detect_format_errors(tmp_path: Path) -> None:
         read_dataset(tmp_path / "absent")
     with pytest.raises(ValueError, match="unknown format"):
         read_dataset(tmp_path, format="coco")
+
+
+# --------------------------------------------------------------------- label files holding several values
+
+LABEL_ARRAYS = {"two values": np.array([0.1, 0.2]), "2x2": np.zeros((2, 2)), "empty": np.array([]),
+                "two strings": np.array(["0.1", "0.2"])}
+
+
+@pytest.mark.parametrize("kind", ["exp", "val", "aro"])
+@pytest.mark.parametrize("array", sorted(LABEL_ARRAYS))
+def test_affectnet_npy_label_file_with_several_values_names_the_file(affectnet_npy: Path, kind: str,
+                                                                      array: str) -> None:
+    value = LABEL_ARRAYS[array]
+    np.save(affectnet_npy / "annotations" / f"1_{kind}.npy", value)
+    with pytest.raises(ValueError, match=rf"1_{kind}\.npy: holds {value.size} values") as info:
+        read_dataset(affectnet_npy)
+    assert "\n" not in str(info.value)
+
+
+def test_affectnet_npy_pickled_landmarks_warn_and_keep_the_image(affectnet_npy: Path) -> None:
+    np.save(affectnet_npy / "annotations" / "1_lnd.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    with pytest.warns(UserWarning, match=r"1_lnd\.npy: unreadable landmarks .*pickled.*image is kept"):
+        records = read_dataset(affectnet_npy)
+    s1 = next(s for s in records.samples if s.key == "images/1.jpg")
+    assert s1.landmarks is None and s1.expression == 1
+    assert [Path(f).name for f, _ in records.problems] == ["1_lnd.npy"]
+    assert "unreadable landmarks" not in str(records.excluded)  # the sample is not excluded
+    with pytest.raises(ValueError, match=r"1_lnd\.npy"):
+        read_dataset(affectnet_npy, strict=True)
+
+
+# ----------------------------------------------------------------------- manifest paths and duplicate rows
+
+def _spellings(root: Path) -> list[str]:
+    """Ways of writing img/a.png relative to (or inside) ``root``."""
+    return ["img/a.png", "./img/a.png", "img//a.png", "img/./a.png", "other/../img/a.png", str(root / "img/a.png")]
+
+
+@pytest.mark.parametrize("other", range(6))
+def test_manifest_paths_are_normalised_and_identical_duplicates_kept_once(tmp_path: Path, other: int) -> None:
+    _image(tmp_path / "img" / "a.png")
+    _image(tmp_path / "img" / "b.png")
+    spelled = _spellings(tmp_path)[other]
+    _write_csv(tmp_path / "m.csv", ["path", "expression", "valence"],
+               [["./img/a.png", "happy", "0.5"], ["img/b.png", "2", ""], [spelled, "1", "0.50"]])
+    records = read_dataset(tmp_path / "m.csv")
+    assert [s.key for s in records.samples] == ["img/a.png", "img/b.png"]
+    assert records.samples[0].expression == 1 and records.excluded["duplicate row (same labels)"] == 1
+    assert records.n_found == 3
+
+
+@pytest.mark.parametrize("other", range(6))
+@pytest.mark.parametrize("change", [("2", "0.5", ""), ("1", "0.4", ""), ("1", "0.5", "test")])
+def test_manifest_conflicting_duplicates_are_reported_with_their_lines(tmp_path: Path, other: int,
+                                                                        change: tuple) -> None:
+    _image(tmp_path / "img" / "a.png")
+    _image(tmp_path / "img" / "b.png")
+    spelled = _spellings(tmp_path)[other]
+    _write_csv(tmp_path / "m.csv", ["path", "expression", "valence", "split"],
+               [["./img/a.png", "1", "0.5", ""], ["img/b.png", "2", "", ""], [spelled, *change]])
+    with pytest.raises(ValueError, match=r"m\.csv \(img/a\.png\): listed on lines 2, 4 with different labels"):
+        read_dataset(tmp_path / "m.csv", strict=True)
+    with pytest.warns(UserWarning, match=r"m\.csv \(img/a\.png\): listed on lines 2, 4"):
+        records = read_dataset(tmp_path / "m.csv")
+    assert [s.key for s in records.samples] == ["img/b.png"]
+    assert records.excluded["conflicting duplicate rows"] == 2
+    assert [Path(f.split(" ")[0]).name for f, _ in records.problems] == ["m.csv"]

@@ -1,105 +1,382 @@
-"""Training configuration: defaults from the classic study, YAML files, command-line overrides."""
+"""Training configuration: defaults from the classic study, YAML files, command-line overrides.
+
+`TrainConfig` is a pydantic model, validated when it is built: every key's type, allowed values and range. Any
+problem raises one `ConfigError` (a ValueError) naming the key, the value and what is allowed, before anything
+is written to disk.
+
+Strict types: integers must be integers (not ``"32"``, ``3.0`` or ``true``); numbers take integers or decimals
+(not strings, booleans, NaN or infinity); booleans must be ``true``/``false`` (YAML's unquoted ``yes``/``no``
+are booleans too; quoted ``"no"`` or ``"false"`` are strings and refused); text options take text only. YAML
+files are read with YAML 1.2 number rules (``1e-4`` is a number, not a string) and duplicate keys are refused.
+"""
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+import difflib
+import functools
+import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+# Lightning's precision values (lightning.fabric.connector._PRECISION_INPUT), plus "auto" (resolved in train()).
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "transformer-engine",
+              "transformer-engine-float16", "32", "16", "bf16", "64", 32, 16, 64)
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
+# mode="max" is fixed for checkpoint selection and early stopping: only higher-is-better epoch metrics.
+MONITORS = ("val_score", "val_accuracy", "val_f1_macro", "val_valence_ccc", "val_arousal_ccc")
+MIN_IMAGE_SIZE = 32  # every backbone downsamples 32x; VGG16 has no feature map left below this
 
 
-@dataclass
-class TrainConfig:
+class ConfigError(ValueError):
+    """An invalid configuration: one line naming the key(s), the value(s) and what is allowed."""
+
+    validation: ValidationError | None = None  # pydantic's details, when it found the problem
+
+
+Probability = Annotated[float, Field(ge=0, le=1)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]
+NonNegative = Annotated[float, Field(ge=0)]
+Devices = Union[Literal["auto", -1], Annotated[int, Field(ge=1)],
+                Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)],
+                Annotated[str, Field(pattern=r"^(-1|\d+|\d+(,\d+)*,?)$")]]
+BatchLimit = Union[Annotated[int, Field(ge=0)], Annotated[float, Field(ge=0, le=1)], None]
+
+
+class TrainConfig(BaseModel):
+    """Every training option with its default; `TrainConfig(**kw)` validates and raises `ConfigError`."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, validate_assignment=True)
+
     # data
     data: str | None = None
-    format: str | None = None
-    label_mode: str = "majority"          # FER+: "majority" (hard) or "distribution" (soft vote targets)
-    test_size: float = 0.2                # classic 80/20 study design ...
-    val_size: float = 0.1                 # ... with a validation part carved from train for model selection
-    split_file: str | None = None         # reuse a saved split
-    cache: bool = True                    # decode once into a memory-mapped uint8 store
-    decode_device: str | None = None      # "cuda": build that store with nvJPEG on the GPU (plain JPEGs)
-    strict: bool = False                  # bad files become errors instead of skipped-with-warning
-    face_margin: float = 0.2              # margin per side around detected faces at inference, matching crop framing
-    color: str = "rgb"                    # rgb | gray: gray models (FER+) see every face, colour photos too, as gray
+    format: Literal["ferplus", "affectnet_csv", "affectnet_npy", "manifest", "image_folder"] | None = None
+    label_mode: Literal["majority", "distribution"] = "majority"  # FER+: hard labels or soft vote targets
+    test_size: Fraction = 0.2                # classic 80/20 study design ...
+    val_size: Fraction = 0.1                 # ... with a validation part carved from train for model selection
+    split_file: str | None = None            # reuse a saved split
+    cache: bool = True                       # decode once into a memory-mapped uint8 store
+    decode_device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?)$")] | None = None  # "cuda": nvJPEG store
+    strict: bool = False                     # bad files become errors instead of skipped-with-warning
+    # margin per side around detected faces at inference, matching crops (negative: tighter than MTCNN's box)
+    face_margin: Annotated[float, Field(gt=-0.5, le=1)] = 0.2
+    color: Literal["rgb", "gray"] = "rgb"    # gray models (FER+) see every face, colour photos too, as gray
     # model
     name: str | None = None
-    backbone: str = "resnet50"
-    weights: str = "imagenet"             # imagenet | none | PATH
-    dropout: float = 0.2
-    num_classes: int = 8
+    backbone: str = "resnet50"               # a registered backbone or "timm:<name>"
+    weights: Annotated[str, Field(min_length=1)] = "imagenet"  # imagenet | none | PATH
+    dropout: Fraction = 0.2
+    num_classes: int = Field(8, ge=8, le=8, json_schema_extra={
+        "allowed": "8 (the 8 AffectNet expressions are fixed in the metrics, evaluation and data module; "
+                   "other class counts are not supported)"})
     # optimisation (classic study: 224 px RGB, batch 32, Adam, 25 epochs, CE + MSE)
-    image_size: int = 224
-    batch_size: int = 32
-    epochs: int = 25
-    optimizer: str = "adam"               # adam | adamw | sgd
-    lr: float = 1e-4
-    backbone_lr_mult: float = 1.0         # < 1: discriminative LRs (backbone learns slower than the new head)
-    weight_decay: float | None = None     # None: 0.05 for adamw (decoupled), 0 for adam/sgd
-    schedule: str = "none"                # none | cosine | step
-    warmup_epochs: float = 0.0
-    step_size: int = 10                   # step schedule: epochs between decays
-    step_gamma: float = 0.1
-    freeze_epochs: int = 0                # head-only warm-up epochs (backbone frozen)
-    freeze_stages: int = 0                # keep the first k backbone stages frozen throughout
-    grad_clip: float = 0.0
-    early_stopping: int = 0               # patience in epochs on the selection metric; 0 = off
+    image_size: int = Field(224, ge=MIN_IMAGE_SIZE, le=4096)
+    batch_size: int = Field(32, ge=1)
+    epochs: int = Field(25, ge=1)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = Field(1e-4, gt=0)
+    backbone_lr_mult: NonNegative = 1.0      # < 1: discriminative LRs (backbone learns slower than the new head)
+    weight_decay: NonNegative | None = None  # None: 0.05 for adamw (decoupled), 0 for adam/sgd
+    schedule: Literal["none", "cosine", "step"] = "none"
+    warmup_epochs: NonNegative = 0.0
+    step_size: int = Field(10, ge=1)         # step schedule: epochs between decays
+    step_gamma: float = Field(0.1, gt=0, le=1)
+    freeze_epochs: int = Field(0, ge=0)      # head-only warm-up epochs (backbone frozen)
+    freeze_stages: int = Field(0, ge=0)      # keep the first k backbone stages frozen throughout
+    grad_clip: NonNegative = 0.0
+    early_stopping: int = Field(0, ge=0)     # patience in epochs on the selection metric; 0 = off
     # losses
-    expression_loss: str = "ce"           # ce | soft_ce (FER+ vote distribution)
-    class_weights: str = "none"           # none | balanced (inverse frequency, normalised)
+    expression_loss: Literal["ce", "soft_ce"] = "ce"  # soft_ce: FER+ vote distribution
+    class_weights: Literal["none", "balanced"] = "none"  # balanced: inverse frequency, normalised
     balanced_sampling: bool = False
-    label_smoothing: float = 0.0
-    va_loss: str = "mse"                  # mse | ccc | ccc+mse
-    loss_expression: float = 1.0
-    loss_valence: float = 1.0
-    loss_arousal: float = 1.0
+    label_smoothing: Fraction = 0.0
+    va_loss: Literal["mse", "ccc", "ccc+mse", "mse+ccc"] = "mse"
+    loss_expression: NonNegative = 1.0
+    loss_valence: NonNegative = 1.0
+    loss_arousal: NonNegative = 1.0
     # augmentation (applied on the batch, after transfer to the device)
     aug_flip: bool = True
-    aug_affine: float = 0.0               # strength: rotation +-15deg*s, scale +-10%*s, shift +-8%*s
-    aug_color: float = 0.0                # brightness/contrast/saturation jitter amplitude
-    aug_erasing: float = 0.0              # probability of one random erased rectangle per image
+    aug_affine: float = Field(0.0, ge=0, le=2)  # strength: rotation +-15deg*s, scale +-10%*s, shift +-8%*s
+    aug_color: Probability = 0.0             # brightness/contrast/saturation jitter amplitude
+    aug_erasing: Probability = 0.0           # probability of one random erased rectangle per image
     # selection
-    monitor: str = "val_score"            # see affectkit.metrics.selection_score
+    monitor: Literal[MONITORS] = "val_score"  # type: ignore[valid-type]  # see affectkit.metrics.selection_score
     # engine
-    precision: str = "auto"               # auto: bf16-mixed where supported, else 32
+    precision: Literal[PRECISIONS] = "auto"  # type: ignore[valid-type]  # auto: bf16-mixed where supported, else 32
     channels_last: bool = True
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     deterministic: bool = False
-    num_workers: int = -1                 # -1: auto
-    accelerator: str = "auto"
-    devices: Any = "auto"
-    num_nodes: int = 1
-    strategy: str = "auto"
-    limit_train_batches: float | int | None = None
-    limit_val_batches: float | int | None = None
-    ckpt_every_n_steps: int = 0           # also save last.ckpt mid-epoch every N steps (crash safety)
+    num_workers: int = Field(-1, ge=-1)      # -1: auto
+    accelerator: Literal[ACCELERATORS] = "auto"  # type: ignore[valid-type]
+    devices: Devices = Field("auto", json_schema_extra={
+        "allowed": "auto, -1 (all), a device count >= 1, a list of device ids, or ids as text such as '0,1'"})
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = "auto"                   # auto or a Lightning strategy name (ddp, fsdp, ...)
+    limit_train_batches: BatchLimit = None   # int: batches per epoch; float: fraction of them
+    limit_val_batches: BatchLimit = None
+    ckpt_every_n_steps: int = Field(0, ge=0)  # also save last.ckpt mid-epoch every N steps (crash safety)
     progress: bool = True
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as err:
+            raise config_error(err) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:  # validate_assignment: same error type
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as err:
+            raise config_error(err) from None
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, v: str) -> str:
+        if v.startswith("timm:"):
+            import timm
+
+            if not timm.is_model(v[len("timm:"):]):
+                raise ValueError("unknown timm model")
+            return v
+        from affectkit.models import list_models
+
+        if v not in list_models():
+            raise ValueError("unknown backbone")
+        return v
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, v: str) -> str:
+        if v != "auto" and v not in _strategies():
+            raise ValueError("unknown strategy")
+        return v
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return self.model_dump()
+
+    def updated(self, **changes: Any) -> TrainConfig:
+        """A validated copy with ``changes`` applied; this config is left as it is."""
+        return TrainConfig(**{**self.to_dict(), **changes})
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+FIELDS = TrainConfig.model_fields
+
+
+@functools.cache
+def _strategies() -> tuple[str, ...]:
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    return tuple(StrategyRegistry.available_strategies())
+
+
+# --------------------------------------------------------------------------------------------- error messages
+
+
+@functools.cache
+def _field_schemas() -> dict[str, dict]:
+    schema = TrainConfig.model_json_schema()
+    return {k: _resolve_refs(v, schema.get("$defs", {})) for k, v in schema["properties"].items()}
+
+
+def _resolve_refs(node: Any, defs: dict) -> Any:
+    if isinstance(node, dict):
+        if "$ref" in node:
+            return _resolve_refs(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
+        return {k: _resolve_refs(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_resolve_refs(v, defs) for v in node]
+    return node
+
+
+_TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "text", "boolean": "true or false",
+               "null": "null", "object": "a mapping", "array": "a list"}
+_BOUNDS = (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
+
+
+def _describe(schema: dict) -> str:
+    """What a field's JSON schema allows, in words."""
+    if "allowed" in schema:
+        return schema["allowed"]
+    if "anyOf" in schema:
+        return " or ".join(_describe(s) for s in schema["anyOf"])
+    if "enum" in schema or "const" in schema:
+        values = dict.fromkeys(str(v) for v in schema.get("enum", [schema.get("const")]))  # 32 and "32": once
+        return "one of " + ", ".join(values)
+    text = _TYPE_WORDS.get(schema.get("type", ""), "a value")
+    if schema.get("type") == "array" and "items" in schema:
+        text += " of " + _describe(schema["items"]).replace("an integer", "integers")
+    bounds = [f"{op} {schema[k]}" for k, op in _BOUNDS if k in schema]
+    if "pattern" in schema:
+        bounds.append(f"matching {schema['pattern']}")
+    return f"{text} {' and '.join(bounds)}" if bounds else text
+
+
+def allowed(key: str) -> str:
+    """What option ``key`` accepts, in words (for error messages and help)."""
+    if key == "backbone":
+        from affectkit.models import list_models
+
+        return "one of " + ", ".join(list_models()) + ", or timm:<a timm model name>"
+    if key == "strategy":
+        return "auto or one of " + ", ".join(_strategies())
+    return _describe(_field_schemas()[key])
+
+
+def _choices(key: str) -> list[str]:
+    """The named values option ``key`` takes (for "did you mean" hints)."""
+    if key == "backbone":
+        from affectkit.models import list_models
+
+        return list_models()
+    if key == "strategy":
+        return ["auto", *_strategies()]
+
+    def values(schema: dict) -> list[str]:
+        out = [str(v) for v in schema.get("enum", [])]
+        return out + [v for s in schema.get("anyOf", []) for v in values(s)]
+
+    return values(_field_schemas()[key])
+
+
+def _suggest(value: Any, choices: list[str]) -> str:
+    close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6) if isinstance(value, str) else []
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def config_error(err: ValidationError, sources: dict[str, str] | None = None) -> ConfigError:
+    """One `ConfigError` for all problems pydantic found; ``sources`` says where a key was set (a file)."""
+    parts: list[str] = []
+    seen: set[str] = set()
+    for e in err.errors():
+        key = str(e["loc"][0]) if e["loc"] else "?"
+        if key in seen:  # a union reports one error per member: describe the field once
+            continue
+        seen.add(key)
+        name = key if key.isidentifier() else _short(key)
+        where = f"{name} in {sources[key]}" if sources and key in sources else name
+        if e["type"] == "extra_forbidden":
+            fix = _suggest(key, list(FIELDS)) or f"; known options: {', '.join(FIELDS)}"
+            parts.append(f"unknown config option {key!r} ({where}): remove or rename it{fix}")
+            continue
+        value = e.get("input")
+        options = allowed(key)
+        hint = _suggest(value, _choices(key))
+        parts.append(f"invalid value {_short(value)} ({where}): use {options}{hint}")
+    error = ConfigError("; ".join(parts))
+    error.validation = err
+    return error
+
+
+# ----------------------------------------------------------------------------------------------- YAML files
+
+
+class _Loader(yaml.SafeLoader):
+    """Safe YAML with YAML 1.2 floats (``1e-4`` is a number) and duplicate keys refused."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if isinstance(key, (str, int, float, bool)) and key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {seen[key]})", key_node.start_mark)
+        if isinstance(key, (str, int, float, bool)):
+            seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def parse_yaml(text: str, source: str) -> Any:
+    """YAML ``text`` parsed with the config rules; a syntax error is a `ConfigError` naming ``source`` and line."""
+    try:
+        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else source
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"malformed YAML: {problem} ({at}): fix the YAML there (values holding ': ' or ' #' "
+                          f"need quotes)") from None
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The option: value mapping of a YAML config file (not validated yet)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file not found ({p}): check the --config path")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file is not UTF-8 text ({p}): pass a YAML file") from None
+    loaded = parse_yaml(text, str(p))
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"a config must be a mapping of option: value, got {type(loaded).__name__} ({p}): "
+                          f"write one 'option: value' per line")
+    bad = [k for k in loaded if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"config option names must be text, got {_short(bad[0])} ({p}): "
+                          f"use option names such as epochs, lr")
+    return loaded
+
+
+def build_config(values: dict[str, Any], sources: dict[str, str] | None = None) -> TrainConfig:
+    """A validated `TrainConfig` from ``values``; errors name ``sources[key]`` (e.g. the file) where known."""
+    bad = [k for k in values if not isinstance(k, str)]
+    if bad:
+        raise ConfigError(f"config option names must be text, got {_short(bad[0])} (config): "
+                          f"use option names such as epochs, lr")
+    try:
+        return TrainConfig(**values)
+    except ConfigError as err:
+        if err.validation is None or not sources:
+            raise
+        raise config_error(err.validation, sources) from None
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig:
-    """Defaults < YAML file < explicit overrides (None values are ignored). Unknown keys are errors."""
+    """Defaults < YAML file < explicit overrides (None values are ignored). Invalid values -> `ConfigError`."""
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
     if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file not found: {p}")
-        loaded = yaml.safe_load(p.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{p}: a config must be a mapping of option: value")
-        values.update(loaded)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    unknown = sorted(set(values) - set(FIELDS))
-    if unknown:
-        raise ValueError(f"unknown config option(s): {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}")
-    return TrainConfig(**values)
+        values.update(read_config_file(path))
+        sources = {k: str(path) for k in values}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    values.update(given)
+    for k in given:
+        sources.pop(k, None)
+    return build_config(values, sources)
+
+
+def parse_set(items: list[str] | None) -> dict[str, Any]:
+    """``--set key=value`` items (values in YAML) as a dict; an item without ``=`` or a key is a `ConfigError`."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not eq or not key:
+            raise ConfigError(f"--set needs KEY=VALUE, got {item!r} (--set {item}): write e.g. --set va_loss=ccc")
+        out[key] = parse_yaml(value, f"--set {item}")
+    return out
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:

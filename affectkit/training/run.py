@@ -16,7 +16,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
 from affectkit.training.checkpoint import atomic_torch_save, check_resumable
-from affectkit.training.config import TrainConfig, save_config
+from affectkit.training.config import ConfigError, TrainConfig, save_config
 
 # Set by the primary process so the ranks Lightning launches later find the same run folder.
 RUN_DIR_ENV = "AFFECTKIT_RUN_DIR"
@@ -126,11 +126,12 @@ def free_folder(base: Path) -> Path:
     return run
 
 
-def new_run_dir(out: str | Path | None, cfg: TrainConfig, resume: bool) -> Path:
+def new_run_dir(out: str | Path | None, cfg: TrainConfig, resume: bool, create: bool = True) -> Path:
     """The run folder: never overwritten silently. A taken ``--out`` is refused unless resuming.
 
     Only the primary process decides and checks; other ranks of a distributed run take the folder it chose
-    (``--out``, or the one it exported in ``$AFFECTKIT_RUN_DIR`` before launching them).
+    (``--out``, or the one it exported in ``$AFFECTKIT_RUN_DIR`` before launching them). ``create=False`` only
+    decides and checks (`make_run_dir` creates it later).
     """
     if not is_primary_process():
         chosen = out if out is not None else os.environ.get(RUN_DIR_ENV)
@@ -145,13 +146,60 @@ def new_run_dir(out: str | Path | None, cfg: TrainConfig, resume: bool) -> Path:
             raise ValueError("--resume needs --out RUN_DIR naming the run to continue")
     else:
         run = Path(out)
+        _check_folder_path(run)
         if resume:
             if not (run / "checkpoints" / "last.ckpt").is_file():
                 raise FileNotFoundError(f"{run}: nothing to resume (no checkpoints/last.ckpt)")
         elif run.exists() and any(run.iterdir()):
             raise FileExistsError(f"{run} already holds a run; choose another --out, or pass --resume to continue it")
-    run.mkdir(parents=True, exist_ok=True)
+    if create:
+        run.mkdir(parents=True, exist_ok=True)
     return run
+
+
+def _check_folder_path(run: Path) -> None:
+    """A file where the run folder (or a folder above it) should be is a user error, not a traceback."""
+    for p in (run, *run.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "--out" if p == run else f"the folder {p} in --out"
+                raise FileExistsError(f"{what} names an existing file, not a folder ({p}): choose a new folder "
+                                      f"for the run")
+            return
+
+
+def make_run_dir(run: Path) -> list[Path]:
+    """Create the run folder; returns the folders created (deepest last), for `discard_unstarted_run`."""
+    created = [p for p in (*reversed(run.parents), run) if not p.exists()]
+    run.mkdir(parents=True, exist_ok=True)
+    return created
+
+
+# What train() itself writes in a run folder; removed again when a new run fails before its first checkpoint.
+RUN_FILES = ("config.yaml", "split.json", "metrics.csv", "metrics.json", "train_summary.json")
+
+
+def discard_unstarted_run(run: Path, created: list[Path]) -> None:
+    """Undo a new run that failed before it saved a checkpoint, so the same ``--out`` can be used again.
+
+    Only affectkit's own files go (and the folders this run created, if left empty); a run with a checkpoint
+    is kept for ``--resume``.
+    """
+    ckpt = run / "checkpoints"
+    if (ckpt / "last.ckpt").is_file() or (ckpt / "best.ckpt").is_file():
+        return
+    for name in RUN_FILES:
+        (run / name).unlink(missing_ok=True)
+    for folder in (run, ckpt):
+        for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
+            tmp.unlink(missing_ok=True)
+    for tmp in [*run.glob(".split.*.json"), *run.glob(".config.*.yaml")]:
+        tmp.unlink(missing_ok=True)
+    for folder in (ckpt, *reversed(created)):
+        try:
+            folder.rmdir()  # only if empty
+        except OSError:
+            pass
 
 
 def quiet_lightning() -> None:
@@ -178,23 +226,21 @@ def default_precision(accelerator: str = "auto") -> str:
 
 
 def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False) -> Path:
-    """Train one model as ``cfg`` says; returns the run folder (config, split, metrics, checkpoints)."""
+    """Train one model as ``cfg`` says; returns the run folder (config, split, metrics, checkpoints).
+
+    ``cfg`` is not modified (the resolved copy is saved as ``config.yaml``). The data are read and split before
+    the run folder is created, and a new run that fails before its first checkpoint is removed again, so a
+    failed run never blocks its ``--out``.
+    """
     from affectkit.data import read_dataset
-    from affectkit.data.module import AffectDataModule
-    from affectkit.data.splits import load_split, make_split, save_split
-    from affectkit.models.registry import get_spec
-    from affectkit.preprocess import Preprocess
-    from affectkit.training.losses import balanced_class_weights
-    from affectkit.training.module import AffectModule
+    from affectkit.data.splits import load_split, make_split
 
     quiet_lightning()
     if not cfg.data:
-        raise ValueError("no data given: pass --data PATH (or data: in the config)")
-    if cfg.label_mode == "distribution" and cfg.expression_loss == "ce":
-        cfg.expression_loss = "soft_ce"
-    run = new_run_dir(out, cfg, resume)
+        raise ConfigError("no data given (data): pass --data PATH or set data: in the config")
+    cfg = resolve_config(cfg)
+    run = new_run_dir(out, cfg, resume, create=False)
     primary = is_primary_process()
-    os.environ[RUN_DIR_ENV] = str(run.resolve())
     records = read_dataset(cfg.data, format=cfg.format, strict=cfg.strict, label_mode=cfg.label_mode)
     split_path = run / "split.json"
     if split_path.is_file():
@@ -203,12 +249,41 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
         split = load_split(cfg.split_file)
     else:  # deterministic in (records, seed): other ranks compute the same split
         split = make_split(records, test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed)
+    created = make_run_dir(run)
+    os.environ[RUN_DIR_ENV] = str(run.resolve())
+    try:
+        _fit(cfg, run, records, split, resume, primary)
+    except BaseException:
+        if primary and not resume:
+            discard_unstarted_run(run, created)
+        raise
+    return run
+
+
+def resolve_config(cfg: TrainConfig) -> TrainConfig:
+    """A copy of ``cfg`` with what "auto" and FER+ vote targets mean here filled in (as saved in the run)."""
+    changes: dict[str, Any] = {}
+    if cfg.label_mode == "distribution" and cfg.expression_loss == "ce":
+        changes["expression_loss"] = "soft_ce"
+    if cfg.precision == "auto":
+        changes["precision"] = default_precision(cfg.accelerator)
+    return cfg.updated(**changes) if changes else cfg.model_copy()
+
+
+def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: bool) -> None:
+    """Everything of `train` after the run folder exists: split and config files, data, model, Lightning."""
+    from affectkit.data.module import AffectDataModule
+    from affectkit.data.splits import save_split
+    from affectkit.models.registry import get_spec
+    from affectkit.preprocess import Preprocess
+    from affectkit.training.losses import balanced_class_weights
+    from affectkit.training.module import AffectModule
+
+    split_path = run / "split.json"
     if primary and not split_path.is_file():
         tmp = run / f".split.{os.getpid()}.json"
         save_split(split, tmp)
         os.replace(tmp, split_path)  # ranks started by torchrun may read it at any moment
-    if cfg.precision == "auto":
-        cfg.precision = default_precision(cfg.accelerator)
     if primary:
         tmp = run / f".config.{os.getpid()}.yaml"
         save_config(cfg, tmp)
@@ -273,7 +348,6 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
         if resume and prev.is_file():
             summary["wall_time_s"] += json.loads(prev.read_text()).get("wall_time_s", 0)
         _atomic_write(prev, json.dumps(summary, indent=1))
-    return run
 
 
 def trained_heads(cfg: TrainConfig, train_set) -> dict[str, bool]:

@@ -21,6 +21,7 @@ READERS: dict[str, ModuleType] = {
     "image_folder": image_folder,
 }
 FORMATS: tuple[str, ...] = tuple(READERS)
+_MISSING = "no such file or folder ({path}): check the dataset path"
 
 
 def detect_format(path: str | Path) -> str:
@@ -31,17 +32,18 @@ def detect_format(path: str | Path) -> str:
     """
     path = Path(path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
+        raise FileNotFoundError(_MISSING.format(path=path))
     if path.is_file():
         if manifest.looks_like(path):
             return "manifest"
-        raise ValueError(f"{path}: a file is read only as a manifest CSV with a 'path' column; "
-                         f"for other layouts pass the dataset folder")
+        raise ValueError(f"not a manifest CSV ({path}): a file is read only as a manifest CSV with a 'path' "
+                         f"column; for other layouts pass the dataset folder")
     for name, reader in READERS.items():
         if reader.looks_like(path):
             return name
     looked_for = "\n".join(f"  {name}: {reader.DESCRIPTION}" for name, reader in READERS.items())
-    raise ValueError(f"{path}: matches no dataset layout. Looked for:\n{looked_for}")
+    raise ValueError(f"no dataset layout found ({path}): arrange the data as one of these layouts or pass "
+                     f"--format:\n{looked_for}")
 
 
 def read_dataset(
@@ -58,12 +60,12 @@ def read_dataset(
     if format is None:
         format = detect_format(path)
     if label_mode not in ferplus.LABEL_MODES:
-        raise ValueError(f"label_mode must be one of {ferplus.LABEL_MODES}, got {label_mode!r}")
+        raise ValueError(f"invalid value {label_mode!r} (label_mode): use one of {', '.join(ferplus.LABEL_MODES)}")
     if format not in READERS:
-        raise ValueError(f"unknown format {format!r}; known: {', '.join(FORMATS)}")
+        raise ValueError(f"unknown format {format!r} (format): use one of {', '.join(FORMATS)}")
     path = Path(path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
+        raise FileNotFoundError(_MISSING.format(path=path))
     return READERS[format].read(path.resolve(), strict=strict, label_mode=label_mode)
 
 

@@ -48,11 +48,12 @@ class ReadRecords(Records):
     n_found: int | None = None
 
 
-def _scalar(value: object) -> object:
+def _scalar(value: object, source: str) -> object:
     """Unwrap a 0-d / 1-element numpy array (np.load of AffectNet's npy files) into a Python scalar."""
     if isinstance(value, np.ndarray):
         if value.size != 1:
-            raise ValueError(f"expected one value, got an array of shape {value.shape}")
+            raise ValueError(f"{source}: holds {value.size} values (an array of shape {value.shape}); a label "
+                             f"file holds exactly one")
         value = value.reshape(()).item()
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
@@ -68,7 +69,7 @@ def parse_expression(value: object, source: str) -> tuple[int | None, str | None
 
     Blank -> ``(None, None)``; AffectNet 8..10 -> ``(None, "expression 8 (none)")``; out of range -> ValueError.
     """
-    value = _scalar(value)
+    value = _scalar(value, source)
     if _is_blank(value):
         return None, None
     if isinstance(value, str):
@@ -96,7 +97,7 @@ def parse_expression(value: object, source: str) -> tuple[int | None, str | None
 
 def parse_va(value: object, name: str, source: str) -> tuple[float | None, str | None]:
     """``(value, exclusion reason)`` of a raw valence/arousal label in [-1, 1]; -2 means invalid."""
-    value = _scalar(value)
+    value = _scalar(value, source)
     if _is_blank(value):
         return None, None
     try:
@@ -139,15 +140,21 @@ class Collector:
         self.n_found = 0
         self._n_warned = 0
 
-    def problem(self, file: str | Path, reason: str, category: str) -> None:
-        """A missing/unreadable file: raise when strict, else warn (capped), count and remember it."""
+    def problem(self, file: str | Path, reason: str, category: str | None) -> None:
+        """A missing/unreadable file: raise when strict, else warn (capped), count and remember it.
+
+        ``category`` counts the sample as excluded under that name; None means only an optional part of it
+        (landmarks) is lost and the sample is kept.
+        """
         message = f"{file}: {reason}"
         if self.strict:
             raise ValueError(message)
         self.problems.append((str(file), reason))
-        self.excluded[category] += 1
+        if category is not None:
+            self.excluded[category] += 1
         if self._n_warned < MAX_FILE_WARNINGS:
-            warnings.warn(f"skipping {message}", stacklevel=3)
+            warnings.warn(f"skipping {message}" if category is not None else f"{message}; ignored, the image is kept",
+                          stacklevel=3)
         self._n_warned += 1
 
     def drop(self, reason: str) -> None:

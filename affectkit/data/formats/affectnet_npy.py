@@ -131,9 +131,7 @@ def _read_part(collector: Collector, root: Path, folder: Path, split: str | None
                     landmarks = parse_landmarks(lnd, source)
                 except ValueError as err:
                     # Landmarks are optional: a bad file loses them, not the sample (unless strict).
-                    if collector.strict:
-                        raise ValueError(f"{source}: unreadable landmarks ({err})") from err
-                    collector.problems.append((source, f"unreadable landmarks ({err})"))
+                    collector.problem(source, f"unreadable landmarks ({err})", None)
             name = images[image_id]
             collector.add(
                 f"{img_dir}/{name}", f"{prefix}images/{name}",

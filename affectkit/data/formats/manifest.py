@@ -5,13 +5,19 @@ and ``Sample.key`` is the path as written (posix). Each label cell may be empty;
 (0..10, AffectNet rules) or a name/synonym. ``split`` values: train/val/test (or training/valid/validation/
 testing); an empty split cell is allowed only if every row's is empty. Given a folder, the manifest is
 ``manifest.csv`` or else the only CSV there whose header has a ``path`` column.
+
+Paths are normalised (``./a.jpg`` and ``a.jpg`` are one image, and so is its key). An image listed twice with
+the same labels is kept once (counted as ``"duplicate row (same labels)"``); listed with different labels or
+splits, it is an error naming the lines when strict, else every row of it is dropped with a warning naming the
+lines (counted as ``"conflicting duplicate rows"``).
 """
 from __future__ import annotations
 
 import csv
+import posixpath
 from pathlib import Path
 
-from affectkit.data.formats._common import Collector, ReadRecords, split_name
+from affectkit.data.formats._common import Collector, ReadRecords, parse_expression, parse_va, split_name
 
 NAME = "manifest"
 LABEL_COLUMNS = ("expression", "valence", "arousal")
@@ -69,6 +75,7 @@ def read(path: Path, strict: bool = False, label_mode: str = "majority") -> Read
     collector = Collector(NAME, root, strict)
     root_str = str(root)
     n_no_split = 0
+    rows_by_image: dict[str, list[tuple[int, str, dict[str, str]]]] = {}  # first occurrence order
     for line, row in enumerate(rows, start=2):
         if not row or not any(c.strip() for c in row):
             continue
@@ -78,17 +85,50 @@ def read(path: Path, strict: bool = False, label_mode: str = "majority") -> Read
         if not rel:
             collector.problem(source, "row without a path", "missing image")
             continue
+        rel = posixpath.normpath(rel)  # ./a.jpg and a.jpg are one image
+        image = rel if Path(rel).is_absolute() else f"{root_str}/{rel}"
+        rows_by_image.setdefault(posixpath.normpath(image), []).append(
+            (line, rel, {name: get(row, name) for name in ("split", *LABEL_COLUMNS)}))
+    for image, entries in rows_by_image.items():
+        line, rel, cells = _one_row(manifest, image, entries, collector)
+        if line is None:
+            continue
+        source = f"{manifest}:{line}"
         split = None
         if "split" in col:
-            raw = get(row, "split")
+            raw = cells["split"]
             split = split_name(raw) if raw else None
             if raw and split is None:
                 raise ValueError(f"{source}: unknown split {raw!r}; use train, val or test")
             n_no_split += split is None
-        image = rel if Path(rel).is_absolute() else f"{root_str}/{rel}"
-        collector.add(image, rel, expression=get(row, "expression"), valence=get(row, "valence"),
-                      arousal=get(row, "arousal"), source=source, split=split)
+        collector.add(image, rel, expression=cells["expression"], valence=cells["valence"],
+                      arousal=cells["arousal"], source=source, split=split)
     if 0 < n_no_split < collector.n_found and any(s.split for s in collector.samples):
         raise ValueError(f"{manifest}: {n_no_split} row(s) have an empty split while others have one; "
                          f"fill every split cell or none")
     return collector.records()
+
+
+def _one_row(manifest: Path, image: str, entries: list[tuple[int, str, dict[str, str]]],
+             collector: Collector) -> tuple[int | None, str, dict[str, str]]:
+    """The row to use for an image listed once or more. Identical repeats are kept once (counted); repeats
+    with different labels or splits are an error naming their lines when strict, else all dropped with a
+    warning (counted in ``excluded`` and ``problems``)."""
+    first = entries[0]
+    if len(entries) == 1:
+        return first
+    labels = {_labels(cells, f"{manifest}:{line}") for line, _, cells in entries}
+    lines = ", ".join(str(line) for line, _, _ in entries)
+    if len(labels) == 1:
+        collector.excluded["duplicate row (same labels)"] += len(entries) - 1
+        return first
+    reason = f"listed on lines {lines} with different labels; fix or remove the rows"
+    collector.problem(f"{manifest} ({first[1]})", reason, "conflicting duplicate rows")  # counts one row
+    collector.excluded["conflicting duplicate rows"] += len(entries) - 1  # every row of the image is dropped
+    return None, first[1], first[2]
+
+
+def _labels(cells: dict[str, str], source: str) -> tuple:
+    """A row's parsed labels and split, to compare repeated rows ("3" and "sad " are the same label)."""
+    return (parse_expression(cells["expression"], source)[0], parse_va(cells["valence"], "valence", source)[0],
+            parse_va(cells["arousal"], "arousal", source)[0], split_name(cells["split"]) or cells["split"])
