@@ -71,6 +71,9 @@ def test_corrupt_image_is_marked_and_skipped(faces, tmp_path):
         store = build_store(samples, 24, cache_dir=cdir)
     assert not store.ok[5] and store.ok.sum() == 11
     assert any(bad.name in msg for _, msg in store.problems)
+    with pytest.warns(UserWarning, match=bad.name):  # a second run on the cached store names it again
+        again = build_store(samples, 24, cache_dir=cdir)
+    assert again.folder == store.folder and again.ok.sum() == 11
     ds = AffectDataset(samples, 24, store=store)
     assert len(ds) == 11 and 5 not in ds.valid
     batch = ds.__getitems__(list(range(len(ds))))
