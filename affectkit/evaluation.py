@@ -9,7 +9,6 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-import yaml
 
 THUMBS_PER_CLASS = 4
 MAX_THUMBS = 32

@@ -1,7 +1,6 @@
 """Run folders, config resolution, callbacks, and `train()`: the function behind `affectkit train`."""
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
