@@ -171,7 +171,7 @@ class Preprocess:
 
             return _crop(rgb, (x1, y1, x2 - x1, y2 - y1), "image")
         cx, cy, side = face_square(face.box, self.face_margin)
-        angle = _eye_angle(face.landmarks) if self.align else 0.0
+        angle = eye_angle(face.landmarks) if self.align else 0.0
         img = Image.fromarray(rgb)
         if abs(angle) < 1e-3:
             return np.asarray(img.crop(_square(cx, cy, side)))
@@ -215,7 +215,7 @@ def face_square(box: Sequence[float], margin: float) -> tuple[float, float, floa
     return (x1 + x2) / 2.0, (y1 + y2) / 2.0, max(side, 1.0)
 
 
-def _eye_angle(landmarks) -> float:
+def eye_angle(landmarks) -> float:
     """Angle in degrees of the line from the left to the right eye (positive: right eye lower)."""
     if landmarks is None:
         return 0.0

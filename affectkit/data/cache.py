@@ -85,12 +85,14 @@ class ImageStore:
 
 
 def build_store(samples: list[Sample], size: int | Preprocess, cache_dir: str | Path | None = None, workers: int | None = None,
-                strict: bool = False, progress: bool = False, decode_device: str | None = None) -> ImageStore:
+                strict: bool = False, progress: bool = False, decode_device: str | None = None,
+                warn: bool = True) -> ImageStore:
     """Return the store for these samples made by ``size`` (a Preprocess, or a pixel size for the default
     RGB contract), building it when absent or stale.
 
     ``decode_device`` (e.g. ``"cuda"``) decodes plain JPEGs on that torch device (see ``device_decode``); the
-    default decodes with Pillow in ``workers`` processes. Either decoder's store serves both."""
+    default decodes with Pillow in ``workers`` processes. Either decoder's store serves both. ``warn`` names the
+    files the store left out (every use, not only the build); ``strict`` makes them an error."""
     if decode_device:
         from affectkit.data.device_decode import check_device
 
@@ -100,7 +102,7 @@ def build_store(samples: list[Sample], size: int | Preprocess, cache_dir: str | 
     folder = Path(cache_dir or default_cache_dir()) / f"{source_fingerprint(samples, preprocess)}-{size}px"
     if (folder / "meta.json").is_file():
         store = ImageStore(folder)
-        warn_problems(store, strict)
+        warn_problems(store, strict, warn)
         return store
     # Built in a private folder renamed into place when complete: concurrent builders (DDP ranks, nodes on a
     # shared filesystem) never see or clobber a half-written store, and a killed build leaves nothing it serves.
@@ -119,7 +121,7 @@ def build_store(samples: list[Sample], size: int | Preprocess, cache_dir: str | 
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)  # another process won the race: use its store
     store = ImageStore(folder)
-    warn_problems(store, strict)
+    warn_problems(store, strict, warn)
     return store
 
 
@@ -154,11 +156,13 @@ def _build_into(folder: Path, samples: list[Sample], preprocess: Preprocess, wor
     (folder / "meta.json").write_text(json.dumps(meta))
 
 
-def warn_problems(store: ImageStore, strict: bool = False) -> None:
+def warn_problems(store: ImageStore, strict: bool = False, warn: bool = True) -> None:
     """Name the files a store left out, every time it is used (a cached store skips them silently otherwise)."""
     bad = store.problems
     if bad and strict:
         raise ValueError(f"{len(bad)} image(s) could not be decoded, first: {bad[0][1]}")
+    if not warn:
+        return
     for _, msg in bad[:20]:
         warnings.warn(f"skipping unreadable image {msg}", stacklevel=3)
     if len(bad) > 20:

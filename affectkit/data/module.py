@@ -113,6 +113,7 @@ class AffectDataModule(L.LightningDataModule):
         self.progress = progress
         self.decode_device = decode_device
         self.datasets: dict[str, AffectDataset] = {}
+        self._named_bad_files = False
 
     def parts(self) -> dict[str, list[Sample]]:
         from affectkit.data.splits import apply_split
@@ -128,6 +129,7 @@ class AffectDataModule(L.LightningDataModule):
                 if samples:
                     build_store(samples, self.preprocess, strict=self.strict, progress=self.progress,
                                 decode_device=self.decode_device)
+            self._named_bad_files = True  # setup() below reopens the same stores: name bad files once
 
     def setup(self, stage: str | None = None) -> None:
         if self.datasets:
@@ -139,7 +141,8 @@ class AffectDataModule(L.LightningDataModule):
             # one store per part keeps each part's build independent of the others' changes
             for name, samples in parts.items():
                 store = build_store(samples, self.preprocess, strict=self.strict, progress=self.progress,
-                                    decode_device=self.decode_device)
+                                    decode_device=self.decode_device,
+                                    warn=not self._named_bad_files)
                 self.datasets[name] = AffectDataset(samples, self.preprocess, store=store)
         else:
             for name, samples in parts.items():

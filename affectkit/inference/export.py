@@ -39,10 +39,8 @@ def export_model(model, out: str | Path, face_margin: float | None = None, prepr
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise ValueError(f"{out}: the output file must end in .onnx")
-    if preprocess is None:
-        pre = model.preprocess
-        preprocess = Preprocess(input_size=pre["input_size"], mean=pre["mean"], std=pre["std"],
-                                interpolation=pre.get("interpolation", "bilinear"))
+    if preprocess is None:  # a bare model: its backbone's normalisation at its own input size
+        preprocess = Preprocess.from_config({}, model.preprocess)
     if isinstance(preprocess, dict):
         preprocess = Preprocess.from_dict(preprocess)
     if face_margin is not None:

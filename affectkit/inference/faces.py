@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from affectkit.preprocess import DEFAULT_FACE_MARGIN as DEFAULT_MARGIN
-from affectkit.preprocess import Preprocess, _eye_angle, decode_image, face_square
+from affectkit.preprocess import Preprocess, decode_image, eye_angle, face_square
 
 
 @dataclass
@@ -101,11 +101,6 @@ class FaceDetector:
         return faces
 
 
-def eye_angle(landmarks: np.ndarray | None) -> float:
-    """Angle in degrees of the line from the left to the right eye (positive: right eye lower); 0 without landmarks."""
-    return _eye_angle(landmarks)
-
-
 def crop_square(face: Face, margin: float = DEFAULT_MARGIN) -> tuple[float, float, float]:
     """(centre x, centre y, side) of the square crop for a detected face box (see module conventions)."""
     return face_square(face.box, margin)
@@ -115,7 +110,8 @@ def align_face(rgb: np.ndarray, face: Face, size: int, margin: float = DEFAULT_M
                rotate: bool = True) -> np.ndarray:
     """Square ``size``x``size`` uint8 RGB crop of ``face`` by the contract's rules (``Preprocess.crop_face`` then
     ``finish``) with this size, margin and alignment; a model's own ``Preprocess`` is what ``Predictor`` uses."""
-    return Preprocess(input_size=size, face_margin=margin, align=rotate).to_array(_check_rgb(rgb), face=face)
+    pre = Preprocess(input_size=size, face_margin=margin, align=rotate)
+    return pre.finish(pre.crop_face(_check_rgb(rgb), face))  # decoded once, here
 
 
 def _check_rgb(rgb: np.ndarray) -> np.ndarray:

@@ -226,9 +226,7 @@ class Predictor:
         trained with; without one, the model's backbone normalisation at its ``input_size`` (an untrained or
         hand-built model)."""
         if preprocess is None:
-            pre = model.preprocess
-            preprocess = Preprocess(input_size=pre["input_size"], mean=pre["mean"], std=pre["std"],
-                                    interpolation=pre.get("interpolation", "bilinear"))
+            preprocess = Preprocess.from_config({}, model.preprocess)
         be = _TorchBackend(model, device=device, precision=precision, channels_last=channels_last)
         return cls(be, preprocess=preprocess, heads=heads,
                    backbone=backbone if backbone is not None else getattr(model, "backbone_name", ""),
