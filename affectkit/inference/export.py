@@ -17,14 +17,38 @@ from affectkit.inference.predictor import ONNX_METADATA_KEY
 from affectkit.preprocess import Preprocess
 
 
-def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17) -> Path:
+QUANTIZE = (None, "int8")
+
+
+def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17, quantize: str | None = None,
+                calibration: str | Path | None = None, calibration_size: int = 256) -> Path:
     """Export the model in a ``.ckpt`` (or a run folder's best) to ``out`` (.onnx) and write the sidecar json.
+
+    ``quantize="int8"`` writes an int8 model instead (see ``affectkit.inference.quantize``), calibrated on
+    ``calibration_size`` training images of the checkpoint's run (or of the dataset ``calibration``).
     Returns ``out``."""
+    import tempfile
+
     from affectkit.training.checkpoint import load_model
 
+    if quantize not in QUANTIZE:
+        raise ValueError(f"quantize must be one of {[q for q in QUANTIZE if q]} or None, got {quantize!r}")
+    if calibration_size < 1:
+        raise ValueError(f"calibration_size must be >= 1, got {calibration_size}")
     model, meta = load_model(ckpt)
-    return export_model(model, out, preprocess=meta["contract"], backbone=meta.get("backbone"), opset=opset,
-                        heads=meta["heads"])
+    kw = dict(preprocess=meta["contract"], backbone=meta.get("backbone"), opset=opset, heads=meta["heads"])
+    if quantize is None:
+        return export_model(model, out, **kw)
+    from affectkit.inference.quantize import calibration_faces, quantize_onnx
+
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise ValueError(f"{out}: the output file must end in .onnx")
+    faces = calibration_faces(ckpt, data=calibration, n=calibration_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_model(model, Path(tmp) / "fp32.onnx", **kw)
+        return quantize_onnx(fp32, out, faces)
 
 
 def export_model(model, out: str | Path, face_margin: float | None = None, preprocess: Preprocess | None = None,

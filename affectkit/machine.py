@@ -1,0 +1,48 @@
+"""One line about the machine a figure was measured on: CPU model, the flags that decide speed, threads, load.
+
+Every benchmark and the demo print it next to their timings: the same code is several times faster on a CPU
+with AVX-512 and fast bf16 (and AMX) than on one with AVX2 only. Kernel-restricting variables that emulate an
+older CPU (oneDNN's ``ONEDNN_MAX_CPU_ISA``, MKL's ``MKL_ENABLE_INSTRUCTIONS``) are shown when set.
+"""
+from __future__ import annotations
+
+import os
+import platform
+
+FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def cpu_model_and_flags() -> tuple[str, set[str]]:
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model in ("", platform.machine(), platform.processor()):
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    return model, flags
+
+
+def describe() -> str:
+    """``cpu: MODEL (N cores; avx2+ avx512f- ...); torch threads T; load L`` (+ any ISA limit in force)."""
+    model, flags = cpu_model_and_flags()
+    try:
+        import torch
+
+        threads = f"torch threads {torch.get_num_threads()}"
+    except ImportError:
+        threads = "no torch"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    have = " ".join(f"{f}{'+' if f in flags else '-'}" for f in FLAGS)
+    limits = [f"{k}={os.environ[k]}" for k in ISA_LIMITS if os.environ.get(k)]
+    limited = f"; kernels limited by {' '.join(limits)}" if limits else ""
+    return f"cpu: {model} ({os.cpu_count()} cores; {have}){limited}; {threads}; load {load:.2f}"
+
+
+if __name__ == "__main__":
+    print(describe())
