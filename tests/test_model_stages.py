@@ -6,6 +6,7 @@ fails here.
 """
 from __future__ import annotations
 
+import itertools
 import pickle
 
 import pytest
@@ -15,7 +16,7 @@ from affectkit.models import create_model, list_models
 
 
 def _features(bounds):
-    return [tuple(f"features.{i}." for i in range(a, b)) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [tuple(f"features.{i}." for i in range(a, b)) for a, b in itertools.pairwise(bounds)]
 
 
 _RESNET = [("conv1.", "bn1."), ("layer1.",), ("layer2.",), ("layer3.",), ("layer4.",)]

@@ -8,6 +8,7 @@ module. Each group becomes one stage: a module holding the leaf modules that own
 """
 from __future__ import annotations
 
+import itertools
 from functools import partial
 
 from torch import nn
@@ -57,7 +58,7 @@ def index_matcher(container: str, bounds: tuple[int, ...]) -> dict[str, str]:
     """Matcher grouping ``container[bounds[i]:bounds[i + 1]]`` (an nn.Sequential) into stage ``i``."""
     return {
         f"stage{i}": rf"^{container}\.(?:{'|'.join(str(j) for j in range(a, b))})\."
-        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:]))
+        for i, (a, b) in enumerate(itertools.pairwise(bounds))
     }
 
 
