@@ -169,7 +169,7 @@ def test_timm_vit_root_parameters_join_the_stem():
 
 
 def test_unknown_names_raise():
-    with pytest.raises(ValueError, match="unknown backbone"):
+    with pytest.raises(ValueError, match="unknown backbone 'resnet51' \\(did you mean 'resnet50'"):
         create_model("resnet51", weights="none")
     with pytest.raises(ValueError, match="unknown timm model"):
         create_model("timm:not_a_model", weights="none")

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:  # registry imports this module; avoid the cycle at run time
-    from affectkit.models.registry import BackboneSpec
+    from affectkit.models._registry import BackboneSpec
 
 __all__ = [
     "WeightsNotFoundError",
