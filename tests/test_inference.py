@@ -350,9 +350,9 @@ def test_expand_inputs_orders_and_flags(tmp_path):
 
 
 def test_video_without_reader_is_an_error_row(tmp_path, monkeypatch, predictor):
-    import affectkit.inference.video as video
+    import affectkit.inference.video_io as video_io
 
-    monkeypatch.setattr(video, "video_reader_name", lambda: None)
+    monkeypatch.setattr(video_io, "video_reader_name", lambda: None)
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"\x00" * 64)
     with warnings.catch_warnings(record=True) as w:
@@ -409,12 +409,12 @@ class _FakeCv2:
 def test_video_through_opencv_path(tmp_path, monkeypatch, predictor):
     import sys
 
-    import affectkit.inference.video as video
+    import affectkit.inference.video_io as video_io
 
     rgb_frames = [face_photo((480, 360), at=(40 + 30 * i, 60)) for i in range(7)]
     fake = _FakeCv2([np.ascontiguousarray(f[:, :, ::-1]) for f in rgb_frames], fps=20.0)
     monkeypatch.setitem(sys.modules, "cv2", fake)
-    monkeypatch.setattr(video, "video_reader_name", lambda: "cv2")
+    monkeypatch.setattr(video_io, "video_reader_name", lambda: "cv2")
     clip = tmp_path / "clip.mp4"
     clip.write_bytes(b"\x00")
     got = list(iter_frames(clip, every_n=3))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 import math
 from pathlib import Path
@@ -139,11 +140,11 @@ def test_full_report_is_self_contained(tmp_path):
     run = make_run(tmp_path)
     out = write_report(run)
     assert out == run / "report" / "index.html"
-    text = out.read_text()
+    text = html.unescape(out.read_text())
     assert out.stat().st_size > 50_000  # five embedded figures
     assert text.count("data:image/png;base64,") == 5
     assert 'src="http' not in text and "<link" not in text and "<script" not in text
-    for needle in ("resnet18-affectnet", "Cohen&#x27;s Kappa", "Krippendorff", "AUC-PR", "SAGR", "CCC",
+    for needle in ("resnet18-affectnet", "Cohen's Kappa", "Krippendorff", "AUC-PR", "SAGR", "CCC",
                    "0.6000", "1h 02m 05s", "Contempt", "Best epoch"):
         assert needle in text, needle
     assert "Collapse warnings" not in text
@@ -158,10 +159,10 @@ def test_collapse_warning_and_nan_shown(tmp_path):
     m = _metrics(np.random.default_rng(0), warnings=[warn], auc_roc=float("nan"), kappa=None,
                  arousal={"ccc": float("nan")})
     run = make_run(tmp_path, metrics=m)
-    text = write_report(run).read_text()
+    text = html.unescape(write_report(run).read_text())
     assert 'class="warn"' in text and warn in text
     assert text.index(warn) < text.index("Headline metrics")  # shown before the tables, not buried
-    assert "<td>AUC-ROC</td><td>n/a</td>" in text and "<td>Cohen&#x27;s Kappa</td><td>n/a</td>" in text
+    assert "<td>AUC-ROC</td><td>n/a</td>" in text and "<td>Cohen's Kappa</td><td>n/a</td>" in text
     assert ">nan<" not in text.lower() and ">none<" not in text.lower()
     assert warn in (run / "report" / "report.md").read_text()
 
@@ -195,6 +196,20 @@ def test_corrupt_file_names_it(tmp_path):
         write_report(run)
 
 
+def test_run_name_with_markup_is_escaped_in_report_and_comparison(tmp_path):
+    """A run name comes from a user's config: HTML shows it as text, Markdown keeps its pipe inside one cell."""
+    name = "<script>alert(1)</script>|x"
+    a = make_run(tmp_path, "a", cfg_name=name, predictions=False)
+    b = make_run(tmp_path, "b", predictions=False)
+    report = write_report(a).read_text()
+    paths = compare_runs([a, b], tmp_path / "cmp")
+    for page in (report, paths["html"].read_text()):
+        assert "<script" not in page
+        assert "<td>&lt;script&gt;alert(1)&lt;/script&gt;|x</td>" in page
+    for md in ((a / "report" / "report.md").read_text(), paths["md"].read_text()):
+        assert "| <script>alert(1)</script>\\|x |" in md
+
+
 # ------------------------------------------------------------------------------------------------ compare
 
 def test_compare_marks_best(tmp_path):
@@ -220,8 +235,8 @@ def test_compare_marks_best(tmp_path):
     assert "| Accuracy | **0.7000** | 0.6000 | n/a |" in md
     assert "| Valence RMSE | 0.5000 | **0.3000** | n/a |" in md
     assert "| Training time | 1h 02m 05s |" in md and "| n | " in md
-    html = paths["html"].read_text()
-    assert '<b class="best">0.3000</b>' in html and 'src="http' not in html
+    page = paths["html"].read_text()
+    assert '<b class="best">0.3000</b>' in page and 'src="http' not in page
     rows = {r["metric"]: r for r in csv.DictReader(paths["csv"].open())}
     assert rows["Valence RMSE"]["best"] == "same (b)" and rows["Kappa"]["best"] == "same (a);same (b)"
     assert rows["Accuracy"]["resnet18"] == "" and float(rows["Accuracy"]["same (a)"]) == 0.7

@@ -10,8 +10,8 @@ _EXPORTS = {
     "Face": "faces", "FaceDetector": "faces", "align_face": "faces", "whole_image_face": "faces",
     "Predictor": "predictor", "FacePrediction": "predictor", "read_image": "predictor",
     "UnreadableImageError": "predictor",
-    "run_predict": "video", "expand_inputs": "video", "iter_frames": "video", "draw_predictions": "video",
-    "ROW_FIELDS": "video",
+    "run_predict": "video", "expand_inputs": "inputs", "iter_frames": "video_io", "draw_predictions": "draw",
+    "ROW_FIELDS": "outputs",
     "export_onnx": "export", "export_model": "export", "read_onnx_metadata": "export",
     "serve": "server", "make_server": "server", "serve_in_thread": "server",
 }

@@ -6,14 +6,15 @@ The bookkeeping rows (n, epochs, training time) have no direction and are never 
 from __future__ import annotations
 
 import csv
-import html
 import math
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
-from affectkit.report.writer import RunData, _CSS, _html_table, _md_table, fmt, fmt_duration, load_run, metric_value
+from affectkit.report.format import fmt, fmt_duration
+from affectkit.report.load import RunData, load_run, metric_value
+from affectkit.report.render import render
 
 # (row label, value getter, "higher" | "lower" | None)
 _Getter = Callable[[RunData], float]
@@ -132,15 +133,10 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str
             "n, epochs and training time are not ranked.")
 
     paths = {"md": out / "comparison.md", "html": out / "comparison.html", "csv": out / "comparison.csv"}
-    paths["md"].write_text("\n".join([
-        f"# Model comparison ({split})", "", note, "", _md_table(header, rows, bold), "",
-        "## Runs", "", _md_table(["Model", "Run folder"], folders), ""]), encoding="utf-8")
-    paths["html"].write_text("\n".join([
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
-        f"<title>Model comparison ({html.escape(split)})</title><style>{_CSS}</style></head><body>",
-        f"<h1>Model comparison ({html.escape(split)})</h1><p>{html.escape(note)}</p>",
-        _html_table(header, rows, bold), "<h2>Runs</h2>", _html_table(["Model", "Run folder"], folders),
-        "</body></html>"]), encoding="utf-8")
+    context = {"title": f"Model comparison ({split})", "note": note, "header": header, "rows": rows, "best": bold,
+               "folders": folders}
+    paths["md"].write_text(render("comparison.md", **context), encoding="utf-8")
+    paths["html"].write_text(render("comparison.html", **context), encoding="utf-8")
     with paths["csv"].open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["metric", *cols, "better", "best"])
