@@ -29,6 +29,7 @@ CHALLENGES = {"va": "VA_Estimation_Challenge", "expr": "EXPR_Classification_Chal
 SET_SPLITS = {"Train_Set": "train", "Validation_Set": "val"}
 VA_MISSING = -5.0
 EXPR_MISSING, EXPR_OTHER = -1, 7
+_BAD = "bad line"  # a line already reported: no label, and not counted again
 
 
 def _annotation_root(root: Path) -> Path | None:
@@ -82,7 +83,7 @@ def _read_file(collector: Collector, file: Path, task: str) -> list | None:
             values.append(_parse_va(line) if task == "va" else _parse_expr(line))
         except ValueError as err:
             collector.problem(f"{file}:{number}", str(err), "bad annotation")
-            values.append(None)
+            values.append(_BAD)
     return values
 
 
@@ -123,11 +124,14 @@ def _add_video(collector: Collector, root: Path, video: str, tasks: dict[str, tu
         collector.n_found += 1
         pair = va[i] if i < len(va) else None
         code = expr[i] if i < len(expr) else None
+        bad = _BAD in (pair, code)
+        pair, code = (None if v == _BAD else v for v in (pair, code))
         if code == EXPR_OTHER:
             collector.drop("affwild2 expression 7 (Other)")
         expression = AFFWILD2_TO_AFFECTNET[code] if code is not None else None
         if pair is None and expression is None:
-            collector.drop("no usable label")
+            if not bad:
+                collector.drop("no usable label")
             continue
         name = present.get(f"{i + 1:05d}")
         if name is None:
