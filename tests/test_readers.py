@@ -336,8 +336,8 @@ def _one_step_grads(samples) -> dict[str, float]:
 
 
 def test_expression_only_and_va_only_sets_train_only_their_heads(tmp_path: Path) -> None:
-    from affectkit.training.config import load_config
     from affectkit.data.dataset import AffectDataset
+    from affectkit.training.config import load_config
     from affectkit.training.run import trained_heads
 
     cfg = load_config(None)

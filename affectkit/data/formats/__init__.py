@@ -12,7 +12,17 @@ from pathlib import Path
 from types import ModuleType
 
 from affectkit.data.formats import (
-    afew_va, affectnet_csv, affectnet_npy, affwild2, ckplus, expw, fer2013_csv, ferplus, image_folder, jaffe, manifest,
+    afew_va,
+    affectnet_csv,
+    affectnet_npy,
+    affwild2,
+    ckplus,
+    expw,
+    fer2013_csv,
+    ferplus,
+    image_folder,
+    jaffe,
+    manifest,
     rafdb,
 )
 from affectkit.data.formats._common import ReadOptions, ReadRecords

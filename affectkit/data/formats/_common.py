@@ -59,6 +59,9 @@ class ReadOptions:
     peak_frames: int = 3
 
 
+DEFAULT_OPTIONS = ReadOptions()
+
+
 @dataclass
 class ReadRecords(Records):
     """``Records`` plus how many entries the reader met in total (kept and dropped)."""
@@ -280,7 +283,7 @@ def box_around(points: np.ndarray, margin: float = LANDMARK_MARGIN) -> tuple[int
     if side < 2:
         return None
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    return int(round(cx - side / 2)), int(round(cy - side / 2)), int(round(side)), int(round(side))
+    return round(cx - side / 2), round(cy - side / 2), round(side), round(side)
 
 
 def scandir_names(folder: Path) -> dict[str, bool]:

@@ -20,7 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from affectkit.data.formats._common import Collector, ReadOptions, ReadRecords, box_around, image_names, scandir_names
+from affectkit.data.formats._common import (
+    DEFAULT_OPTIONS,
+    Collector,
+    ReadOptions,
+    ReadRecords,
+    box_around,
+    image_names,
+    scandir_names,
+)
 
 NAME = "afew_va"
 DESCRIPTION = "clip folders 001/, 002/, ... each with frames 00000.png ... and 001.json (AFEW-VA)"
@@ -36,7 +44,7 @@ def looks_like(root: Path) -> bool:
     return bool(_clips(root))
 
 
-def read(root: Path, options: ReadOptions = ReadOptions()) -> ReadRecords:
+def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read AFEW-VA at ``root``; see the module docstring."""
     collector = Collector(NAME, root, options.strict, group_kind="clip")
     for clip in _clips(root):

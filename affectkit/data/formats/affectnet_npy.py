@@ -17,7 +17,13 @@ from pathlib import Path
 import numpy as np
 
 from affectkit.data.formats._common import (
-    IMAGE_EXTENSIONS, Collector, ReadOptions, ReadRecords, parse_landmarks, scandir_names,
+    DEFAULT_OPTIONS,
+    IMAGE_EXTENSIONS,
+    Collector,
+    ReadOptions,
+    ReadRecords,
+    parse_landmarks,
+    scandir_names,
 )
 
 NAME = "affectnet_npy"
@@ -66,7 +72,7 @@ def looks_like(root: Path) -> bool:
 DESCRIPTION = "images/ and annotations/ folders (<id>_exp.npy, <id>_val.npy, <id>_aro.npy), or train_set/ and val_set/ holding them"
 
 
-def read(root: Path, options: ReadOptions = ReadOptions()) -> ReadRecords:
+def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read an AffectNet npy-layout dataset; see the module docstring and ``_common`` for the label rules."""
     collector = Collector(NAME, root, options.strict)
     parts = [(root / f, s) for f, s in SPLIT_FOLDERS.items() if (root / f / "annotations").is_dir()]

@@ -19,7 +19,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from affectkit.data.formats._common import Collector, ReadOptions, ReadRecords, image_names, scandir_names
+from affectkit.data.formats._common import (
+    DEFAULT_OPTIONS,
+    Collector,
+    ReadOptions,
+    ReadRecords,
+    image_names,
+    scandir_names,
+)
 from affectkit.labels import AFFWILD2_TO_AFFECTNET
 
 NAME = "affwild2"
@@ -45,7 +52,7 @@ def looks_like(root: Path) -> bool:
     return (root / "cropped_aligned").is_dir() and _annotation_root(root) is not None
 
 
-def read(root: Path, options: ReadOptions = ReadOptions()) -> ReadRecords:
+def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read Aff-Wild2 at ``root``; see the module docstring."""
     collector = Collector(NAME, root, options.strict, group_kind="video")
     annotations = _annotation_root(root)

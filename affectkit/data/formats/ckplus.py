@@ -20,7 +20,14 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from affectkit.data.formats._common import Collector, ReadOptions, ReadRecords, image_names, scandir_names
+from affectkit.data.formats._common import (
+    DEFAULT_OPTIONS,
+    Collector,
+    ReadOptions,
+    ReadRecords,
+    image_names,
+    scandir_names,
+)
 from affectkit.labels import CKPLUS_TO_AFFECTNET, expression_id
 
 NAME = "ckplus"
@@ -43,7 +50,7 @@ def _is_release(root: Path) -> bool:
 
 def _is_ck48(root: Path) -> bool:
     subdirs = _subdirs(root)
-    if not subdirs or not set(n.lower() for n in subdirs) <= set(CK48_CLASSES):
+    if not subdirs or not {n.lower() for n in subdirs} <= set(CK48_CLASSES):
         return False
     return any(_SUBJECT.match(name) for folder in subdirs for name in image_names(root / folder)[:20])
 
@@ -52,7 +59,7 @@ def looks_like(root: Path) -> bool:
     return _is_release(root) or _is_ck48(root)
 
 
-def read(root: Path, options: ReadOptions = ReadOptions()) -> ReadRecords:
+def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read CK+ at ``root`` (either layout); see the module docstring."""
     if options.peak_frames < 1:
         raise ValueError(f"invalid peak frame count {options.peak_frames} (peak_frames): use 1 or more")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from affectkit.data.formats._common import Collector, ReadOptions, ReadRecords, image_names
+from affectkit.data.formats._common import DEFAULT_OPTIONS, Collector, ReadOptions, ReadRecords, image_names
 from affectkit.labels import EXPW_TO_AFFECTNET
 
 NAME = "expw"
@@ -29,7 +29,7 @@ def looks_like(root: Path) -> bool:
     return (root / LABEL_FILE).is_file() and (root / IMAGE_DIR).is_dir()
 
 
-def read(root: Path, options: ReadOptions = ReadOptions()) -> ReadRecords:
+def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read ExpW at ``root``; see the module docstring."""
     collector = Collector(NAME, root, options.strict, group_kind="photo")
     folder = root / IMAGE_DIR
@@ -48,7 +48,7 @@ def read(root: Path, options: ReadOptions = ReadOptions()) -> ReadRecords:
             continue
         name, face_id = parts[0], parts[1]
         try:
-            top, left, right, bottom = (int(round(float(v))) for v in parts[2:6])
+            top, left, right, bottom = (round(float(v)) for v in parts[2:6])
         except ValueError:
             collector.problem(source, f"face box {' '.join(parts[2:6])!r} is not four numbers", "bad annotation")
             continue

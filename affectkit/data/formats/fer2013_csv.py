@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from affectkit.data.formats._common import Collector, ReadOptions, ReadRecords
+from affectkit.data.formats._common import DEFAULT_OPTIONS, Collector, ReadOptions, ReadRecords
 from affectkit.labels import FER2013_TO_AFFECTNET
 
 NAME = "fer2013_csv"
@@ -54,7 +54,7 @@ def looks_like(path: Path) -> bool:
     return find_csv(path) is not None
 
 
-def read(root: Path, options: ReadOptions = ReadOptions()) -> ReadRecords:
+def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read the FER2013 CSV found at ``root``; see the module docstring."""
     table = find_csv(root)
     if table is None:

@@ -26,7 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from affectkit.data.formats._common import Collector, ReadOptions, ReadRecords, parse_box, scandir_names
+from affectkit.data.formats._common import (
+    DEFAULT_OPTIONS,
+    Collector,
+    ReadOptions,
+    ReadRecords,
+    parse_box,
+    scandir_names,
+)
 from affectkit.labels import FERPLUS_COLUMNS, FERPLUS_TO_AFFECTNET, NUM_EXPRESSIONS
 
 NAME = "ferplus"
@@ -44,7 +51,7 @@ def looks_like(root: Path) -> bool:
     return any((root / f / "label.csv").is_file() for f in SPLIT_FOLDERS)
 
 
-def read(root: Path, options: ReadOptions = ReadOptions()) -> ReadRecords:
+def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read the FER+ split folders present under root; see the module docstring."""
     label_mode = options.label_mode
     if label_mode not in LABEL_MODES:

@@ -13,7 +13,13 @@ import os
 from pathlib import Path
 
 from affectkit.data.formats._common import (
-    IMAGE_EXTENSIONS, Collector, ReadOptions, ReadRecords, scandir_names, split_name,
+    DEFAULT_OPTIONS,
+    IMAGE_EXTENSIONS,
+    Collector,
+    ReadOptions,
+    ReadRecords,
+    scandir_names,
+    split_name,
 )
 from affectkit.labels import expression_id
 
@@ -50,7 +56,7 @@ def looks_like(root: Path) -> bool:
     return False
 
 
-def read(root: Path, options: ReadOptions = ReadOptions()) -> ReadRecords:
+def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read class folders (with or without split folders above them); see the module docstring."""
     collector = Collector(NAME, root, options.strict)
     subdirs = _subdirs(root)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from affectkit.data.formats._common import Collector, ReadOptions, ReadRecords, image_names
+from affectkit.data.formats._common import DEFAULT_OPTIONS, Collector, ReadOptions, ReadRecords, image_names
 from affectkit.labels import JAFFE_TO_AFFECTNET
 
 NAME = "jaffe"
@@ -29,7 +29,7 @@ def looks_like(root: Path) -> bool:
     return matches > 0 and matches * 2 >= len(names)
 
 
-def read(root: Path, options: ReadOptions = ReadOptions()) -> ReadRecords:
+def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read the JAFFE folder ``root``; see the module docstring."""
     collector = Collector(NAME, root, options.strict, group_kind="poser")
     for name in image_names(root):

@@ -18,7 +18,13 @@ import posixpath
 from pathlib import Path
 
 from affectkit.data.formats._common import (
-    Collector, ReadOptions, ReadRecords, parse_expression, parse_va, split_name,
+    DEFAULT_OPTIONS,
+    Collector,
+    ReadOptions,
+    ReadRecords,
+    parse_expression,
+    parse_va,
+    split_name,
 )
 
 NAME = "manifest"
@@ -56,7 +62,7 @@ def looks_like(path: Path) -> bool:
         return True  # ambiguous, but a manifest: read() gives the error
 
 
-def read(path: Path, options: ReadOptions = ReadOptions()) -> ReadRecords:
+def read(path: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read a manifest CSV (or the folder holding it); see the module docstring."""
     manifest = find_manifest(path)
     if manifest is None:

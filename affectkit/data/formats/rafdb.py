@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from affectkit.data.formats._common import Collector, ReadOptions, ReadRecords, image_names
+from affectkit.data.formats._common import DEFAULT_OPTIONS, Collector, ReadOptions, ReadRecords, image_names
 from affectkit.labels import RAFDB_TO_AFFECTNET
 
 NAME = "rafdb"
@@ -25,7 +25,7 @@ def looks_like(root: Path) -> bool:
     return (root / LABEL_FILE).is_file()
 
 
-def read(root: Path, options: ReadOptions = ReadOptions()) -> ReadRecords:
+def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read RAF-DB basic at ``root``; see the module docstring."""
     collector = Collector(NAME, root, options.strict)
     aligned = (root / "Image" / "aligned").is_dir()
