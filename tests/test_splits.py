@@ -195,3 +195,15 @@ def test_grouped_splits_never_share_a_group(sizes, classes, test_size, val_size,
     assert not groups["train"] & groups["val"] and not groups["train"] & groups["test"] \
         and not groups["val"] & groups["test"]
     assert split["train"]
+
+
+def test_many_groups_use_a_shuffled_group_split(monkeypatch) -> None:
+    from affectkit.data import splits
+
+    monkeypatch.setattr(splits, "_MAX_STRATIFIED_GROUPS", 5)  # as if the dataset had thousands of groups
+    records = _grouped_records([2] * 50)
+    split = make_split(records, test_size=0.2, val_size=0.1, seed=4)
+    groups = _part_groups(records, split)
+    assert not groups["train"] & groups["test"] and not groups["train"] & groups["val"] \
+        and not groups["val"] & groups["test"]
+    assert len(split["test"]) == 20 and len(split["val"]) == 10  # equal groups: exact
