@@ -101,7 +101,7 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
         parts = load_split(run_dir / "split.json")
     else:
         parts = make_split(records, test_size=cfg.get("test_size", 0.2), val_size=cfg.get("val_size", 0.1),
-                           seed=cfg.get("seed", 0), split_by=cfg.get("split_by", "auto"))
+                           seed=cfg.get("seed", 0), split_by=cfg.get("split_by", "auto") if same_data else "auto")
     if split not in parts or not parts[split]:
         raise ValueError(f"{data}: no '{split}' part (have: {', '.join(k for k, v in parts.items() if v)})")
     parts = {"test": parts[split]}

@@ -351,3 +351,16 @@ def test_expression_only_and_va_only_sets_train_only_their_heads(tmp_path: Path)
     assert grads["expression"] == 0 and grads["va"] > 0
     assert trained_heads(cfg, AffectDataset(afew.samples, 32)) == {"expression": False, "valence": True,
                                                                    "arousal": True}
+
+
+def test_data_summary_command_on_fer2013_and_ckplus(tmp_path: Path) -> None:
+    from clitools import ak
+
+    res = ak("data", "summary", "fer/fer2013.csv", "--json", cwd=_fer2013(tmp_path / "fer").parent)
+    summary = json.loads(res.stdout)
+    assert summary["format"] == "fer2013_csv" and summary["n_usable"] == 9 and summary["groups"] is None
+    assert summary["splits"] == {"train": 7, "val": 1, "test": 1} and summary["excluded"]["bad pixels"] == 1
+    assert res.stderr.count("warning: ") == 3
+    _ckplus(tmp_path / "ck")
+    res = ak("data", "summary", "ck", cwd=tmp_path)
+    assert "Format   ckplus" in res.stdout and "Groups   2 subjects (up to 4 images each" in res.stdout
