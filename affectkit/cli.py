@@ -30,7 +30,8 @@ def cmd_data_summary(a):
     from affectkit.data import read_dataset
     from affectkit.data.summary import format_summary, summarize
 
-    rec = read_dataset(a.path, format=a.format, strict=a.strict, label_mode=a.label_mode)
+    rec = read_dataset(a.path, format=a.format, strict=a.strict, label_mode=a.label_mode,
+                       numeric_classes=a.numeric_classes)
     s = summarize(rec, scan=not a.no_scan, strict=a.strict)
     print(json.dumps(s, indent=1, default=str) if a.json else format_summary(s))
 
@@ -38,7 +39,8 @@ def cmd_data_summary(a):
 _TRAIN_FLAGS = {
     # flag: (type, help)
     "data": (str, "dataset folder (layout detected automatically)"),
-    "format": (str, "force a dataset layout: affectnet_npy, affectnet_csv, ferplus, image_folder, manifest"),
+    "format": (str, "force a dataset layout (ferplus, affectnet_npy, fer2013_csv, rafdb, ckplus, ...: see README)"),
+    "split_by": (str, "auto (whole subjects/clips/videos per split part when the dataset names them), group, none"),
     "backbone": (str, "vgg16, resnet50, mobilenet_v2, efficientnet_lite0, timm:<name>, ..."),
     "weights": (str, "imagenet (default; offline caches and packaged weights), none, or a PATH"),
     "epochs": (int, "epochs (default 25)"),
@@ -68,8 +70,9 @@ def cmd_train(a):
 
     over = {k: getattr(a, k) for k in _TRAIN_FLAGS}
     over["devices"] = _devices(over["devices"])
-    if a.deterministic:
-        over["deterministic"] = True
+    for flag in ("deterministic", "numeric_classes"):
+        if getattr(a, flag):
+            over[flag] = True
     sets = parse_set(a.set)  # KEY=VALUE, values in YAML; a null value resets the option (e.g. weight_decay)
     over.update(sets)
     cfg = load_config(a.config, **over)
@@ -88,7 +91,8 @@ def cmd_evaluate(a):
 
     res = evaluate(a.run, data=a.data, format=a.format, split=a.split, out=a.out, tta=a.tta,
                    batch_size=a.batch_size, devices=_devices(a.devices) or 1, strategy=a.strategy,
-                   num_nodes=a.num_nodes, progress=True, precision=a.precision)
+                   num_nodes=a.num_nodes, progress=True, precision=a.precision,
+                   numeric_classes=a.numeric_classes or None)
     if not _primary():
         return
     keys = ["n", "accuracy", "f1_macro", "kappa", "krippendorff_alpha", "auc_roc", "auc_pr"]
@@ -131,7 +135,7 @@ def cmd_cache(a):
     if a.size < 1:
         raise ValueError(f"invalid image size {a.size} (--size): use the training image size in pixels, e.g. "
                          f"--size 224")
-    rec = read_dataset(a.path, format=a.format, strict=a.strict)
+    rec = read_dataset(a.path, format=a.format, strict=a.strict, numeric_classes=a.numeric_classes)
     store = build_store(rec.samples, a.size, cache_dir=a.cache_dir, strict=a.strict, progress=True,
                         decode_device=a.decode_device)
     print(f"{int(store.ok.sum())}/{len(store)} images cached at {a.size}px in {store.folder}")
@@ -164,6 +168,9 @@ def cmd_serve(a):
           read_timeout=a.read_timeout)
 
 
+_NUMERIC_HELP = "image_folder: class folders named 0..7 are AffectNet ids (never guessed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="affectkit", description="Train, evaluate, compare and deploy facial affect models.")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error (or AFFECTKIT_DEBUG=1)")
@@ -184,6 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
     ds = dsub.add_parser("summary", help="images, classes, valence/arousal, exclusions")
     ds.add_argument("path")
     ds.add_argument("--format", default=None)
+    ds.add_argument("--numeric-classes", action="store_true", help=_NUMERIC_HELP)
     ds.add_argument("--json", action="store_true")
     ds.add_argument("--strict", action="store_true")
     ds.add_argument("--label-mode", default="majority")
@@ -196,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     for flag, (typ, hlp) in _TRAIN_FLAGS.items():
         t.add_argument("--" + flag.replace("_", "-"), dest=flag, type=typ, default=None, help=hlp)
     t.add_argument("--deterministic", action="store_true")
+    t.add_argument("--numeric-classes", action="store_true", help=_NUMERIC_HELP)
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config option, e.g. --set va_loss=ccc")
     t.set_defaults(fn=cmd_train)
@@ -204,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("run", help="run folder or .ckpt file")
     e.add_argument("--data", default=None)
     e.add_argument("--format", default=None)
+    e.add_argument("--numeric-classes", action="store_true", help=_NUMERIC_HELP)
     e.add_argument("--split", default="test")
     e.add_argument("--out", default=None, help="metrics JSON path")
     e.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
@@ -276,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("path")
     ca.add_argument("--size", type=int, required=True)
     ca.add_argument("--format", default=None)
+    ca.add_argument("--numeric-classes", action="store_true", help=_NUMERIC_HELP)
     ca.add_argument("--cache-dir", default=None)
     ca.add_argument("--strict", action="store_true")
     ca.add_argument("--decode-device", default=None, help="decode JPEGs on this device, e.g. cuda (nvJPEG)")

@@ -46,7 +46,8 @@ PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}
 def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: str | None = None,
              split: str = "test", out: str | Path | None = None, tta: bool = False, batch_size: int = 64,
              devices: Any = 1, strategy: str = "auto", accelerator: str = "auto", num_nodes: int = 1,
-             label_mode: str | None = None, progress: bool = False, precision: str = "fp32") -> dict[str, Any]:
+             label_mode: str | None = None, progress: bool = False, precision: str = "fp32",
+             numeric_classes: bool | None = None) -> dict[str, Any]:
     """Metrics of a checkpoint on one split of a dataset.
 
     ``run_or_ckpt`` is a run folder (its best checkpoint and its saved split are used) or a ``.ckpt`` file. The
@@ -57,7 +58,7 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
     report) and ``<split>_predictions.csv`` (one row per image: path, label, predicted expression, probabilities,
     valence, arousal — the columns of ``predict``). Returns the metrics dict: classification keys at top level,
     ``valence`` and ``arousal`` objects (None for heads the model was not trained for), ``n``, ``heads`` and
-    ``warnings`` (collapse checks).
+    ``warnings`` (collapse checks). ``numeric_classes`` is ``read_dataset``'s (default: the run's, on its data).
     """
     from affectkit.collapse import detect_collapse
     from affectkit.data import read_dataset
@@ -89,15 +90,18 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
     if data is None:
         raise ValueError("no data given: pass --data PATH")
     same_data = cfg.get("data") is not None and Path(data).resolve() == Path(cfg["data"]).resolve()
+    if numeric_classes is None:
+        numeric_classes = bool(cfg.get("numeric_classes")) and same_data and format in (None, "image_folder")
     records = read_dataset(data, format=format or (cfg.get("format") if same_data else None),
-                           label_mode=label_mode or cfg.get("label_mode", "majority"))
+                           label_mode=label_mode or cfg.get("label_mode", "majority"),
+                           numeric_classes=numeric_classes, peak_frames=cfg.get("ckplus_peak_frames", 3))
     if split == "all":
         parts = {"all": [s.key for s in records.samples]}
     elif same_data and run_dir is not None and (run_dir / "split.json").is_file():
         parts = load_split(run_dir / "split.json")
     else:
         parts = make_split(records, test_size=cfg.get("test_size", 0.2), val_size=cfg.get("val_size", 0.1),
-                           seed=cfg.get("seed", 0))
+                           seed=cfg.get("seed", 0), split_by=cfg.get("split_by", "auto") if same_data else "auto")
     if split not in parts or not parts[split]:
         raise ValueError(f"{data}: no '{split}' part (have: {', '.join(k for k, v in parts.items() if v)})")
     parts = {"test": parts[split]}

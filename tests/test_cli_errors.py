@@ -3,6 +3,7 @@ stderr naming the key or file, exit code 2, no traceback and no files left behin
 traceback; an internal error says it is a bug (exit code 1)."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -205,3 +206,45 @@ def test_warnings_are_one_line_each(work):
     warned = [line for line in r.stderr.splitlines() if line.strip()]
     assert len(warned) == 1 and warned[0].startswith("warning: ") and "lines 2, 3" in warned[0], warned
     assert "conflicting duplicate rows" in r.stdout
+
+
+def test_numeric_class_folders_need_the_flag(work):
+    from PIL import Image
+
+    for rel in ("data/0/a.png", "data/3/b.png", "data/3/c.png"):
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (16, 16)).save(work / rel)
+    r = affectkit("data", "summary", "data", "--no-scan", cwd=work)
+    line = assert_user_error(r, "no dataset layout found", "--numeric-classes", "jaffe: ", "afew_va: ")
+    assert "(data)" in line
+    r = affectkit("data", "summary", "data", "--format", "image_folder", "--no-scan", cwd=work)
+    assert_user_error(r, "class folder(s) 0, 3 match no expression", "--numeric-classes")
+    r = affectkit("data", "summary", "data", "--format", "image_folder", "--numeric-classes", "--json", "--no-scan",
+                  cwd=work)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["per_class"]["Neutral"] == 1 and summary["per_class"]["Surprise"] == 2
+
+
+def test_split_by_group_without_groups_is_refused(faces, work):
+    r = affectkit("train", "--data", str(faces), *TINY, "--split-by", "group", "--out", "run", cwd=work)
+    assert_user_error(r, "split_by", "--split-by auto or none")
+    assert list(work.iterdir()) == []
+
+
+def test_train_on_posers_splits_by_poser(work):
+    """JAFFE-named images: the CLI's split keeps every poser in one part and the split file says which."""
+    from PIL import Image
+
+    codes = ("NE", "HA", "SA", "SU", "AN", "DI", "FE")
+    posers = ("KA", "KL", "KM", "KR", "MK", "NA", "NM", "TM", "UY", "YM")  # JAFFE's ten
+    for p, poser in enumerate(posers):
+        for i, code in enumerate(codes):
+            Image.new("L", (32, 32), 20 * i + p).save(work / f"{poser}.{code}1.{p * 10 + i}.tiff")
+    r = affectkit("train", "--data", ".", *TINY, "--out", "../run", cwd=work)
+    assert r.returncode == 0, r.stderr[-2000:]
+    saved = json.loads((work.parent / "run" / "split.json").read_text())
+    groups = {name: set(v) for name, v in saved["groups"].items()}
+    assert saved["info"]["grouped"] is True and set().union(*groups.values()) == set(posers)
+    assert sum(map(len, groups.values())) == 10  # no poser in two parts
+    assert all(f.split(".")[0] in groups[name] for name, files in saved["splits"].items() for f in files)

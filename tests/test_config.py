@@ -17,7 +17,8 @@ from affectkit.training.config import (
 
 # The options and defaults before the config was validated: the names are the API (YAML files, checkpoints).
 OLD_DEFAULTS = {
-    "data": None, "format": None, "label_mode": "majority", "test_size": 0.2, "val_size": 0.1, "split_file": None,
+    "data": None, "format": None, "label_mode": "majority", "numeric_classes": False, "ckplus_peak_frames": 3,
+    "split_by": "auto", "test_size": 0.2, "val_size": 0.1, "split_file": None,
     "cache": True, "decode_device": None, "strict": False, "face_margin": 0.2, "color": "rgb", "name": None,
     "backbone": "resnet50",
     "weights": "imagenet", "dropout": 0.2, "num_classes": 8, "image_size": 224, "batch_size": 32, "epochs": 25,

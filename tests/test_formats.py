@@ -335,3 +335,48 @@ def test_manifest_conflicting_duplicates_are_reported_with_their_lines(tmp_path:
     assert [s.key for s in records.samples] == ["img/b.png"]
     assert records.excluded["conflicting duplicate rows"] == 2
     assert [Path(f.split(" ")[0]).name for f, _ in records.problems] == ["m.csv"]
+
+
+# ------------------------------------------------------------------------- detection never guesses labels
+
+def test_numeric_folders_are_classes_only_when_asked(tmp_path: Path) -> None:
+    for rel in ("0/a.jpg", "1/b.jpg", "1/c.jpg", "6/d.jpg"):
+        _image(tmp_path / rel)
+    with pytest.raises(ValueError, match="no dataset layout found") as info:
+        detect_format(tmp_path)
+    assert "--numeric-classes" in str(info.value)
+    with pytest.raises(ValueError, match=r"class folder\(s\) 0, 1, 6 match no expression .*--numeric-classes"):
+        read_dataset(tmp_path, format="image_folder")
+    for kw in ({"format": "image_folder", "numeric_classes": True}, {"numeric_classes": True}):
+        records = read_dataset(tmp_path, **kw)
+        assert {(s.key, s.expression) for s in records.samples} == {("0/a.jpg", 0), ("1/b.jpg", 1), ("1/c.jpg", 1),
+                                                                    ("6/d.jpg", 6)}
+    with pytest.raises(ValueError, match="numeric_classes with format manifest"):
+        read_dataset(tmp_path, format="manifest", numeric_classes=True)
+
+
+def test_clip_and_id_folders_are_not_read_as_classes(tmp_path: Path) -> None:
+    clips = tmp_path / "afew_without_json"  # AFEW-VA frames whose JSON files are absent
+    for i in range(3):
+        _image(clips / "001" / f"{i:05d}.png")
+    affectnet = tmp_path / "Manually_Annotated_Images"
+    _image(affectnet / "689" / "737db2483489148d783ef278f43f486c0a97e140fc4b6b61b84363ca.jpg")
+    for root in (clips, affectnet):
+        with pytest.raises(ValueError, match="no dataset layout found"):
+            detect_format(root)
+
+
+def test_every_layout_is_listed_when_none_matches_and_synthetic_data_detects(tmp_path: Path) -> None:
+    from affectkit.data import FORMATS
+    from affectkit.data.synth import generate
+    from affectkit.training import config
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError) as info:
+        detect_format(tmp_path / "empty")
+    for name in FORMATS:
+        assert f"  {name}: " in str(info.value), name
+    assert "list_patition_label.txt" in str(info.value) and "KA.AN1.39.tiff" in str(info.value)
+    assert config.FORMATS == FORMATS  # the config's allowed formats are the readers
+    demo = generate(tmp_path / "demo", 16, seed=0, size=32, workers=1)
+    assert detect_format(demo) == read_dataset(demo).format == "affectnet_npy"

@@ -103,3 +103,107 @@ def test_bad_arguments() -> None:
     dup.samples.append(dup.samples[0])
     with pytest.raises(ValueError, match="duplicate"):
         make_split(dup)
+
+
+# ------------------------------------------------------------------------------------------- grouped splits
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+def _grouped_records(sizes: list[int], classes: int = 3, fmt: str = "ckplus", split_of=None) -> Records:
+    """Group g holds sizes[g] images; expressions cycle within a group so groups mix classes."""
+    samples = []
+    for g, n in enumerate(sizes):
+        for i in range(n):
+            key = f"S{g:03d}/{i:03d}.png"
+            samples.append(Sample(image=key, expression=(g + i) % classes, key=key, group=f"S{g:03d}",
+                                  split=split_of(g) if split_of else None))
+    return Records(samples=samples, format=fmt, root=Path("/data"))
+
+
+def _part_groups(records: Records, split) -> dict[str, set]:
+    group_of = {s.key: s.group for s in records.samples}
+    return {name: {group_of[k] for k in keys} for name, keys in split.items()}
+
+
+def test_grouped_split_keeps_groups_whole_and_records_them(tmp_path: Path) -> None:
+    records = _grouped_records([12] * 40)
+    split = make_split(records, test_size=0.2, val_size=0.1, seed=0)
+    groups = _part_groups(records, split)
+    assert not groups["train"] & groups["test"] and not groups["train"] & groups["val"] \
+        and not groups["val"] & groups["test"]
+    assert sorted(sum(split.values(), [])) == sorted(s.key for s in records.samples)
+    assert len(groups["test"]) == 8 and len(groups["val"]) == 4  # equal groups: exact fractions of groups
+    assert split.info["grouped"] is True and split.info["split_by"] == "auto"
+    assert {k: set(v) for k, v in split.info["groups"].items()} == groups
+    loaded = load_split(save_split(split, tmp_path / "split.json"))
+    assert loaded == split and {k: set(v) for k, v in loaded.info["groups"].items()} == groups
+    assert json.loads((tmp_path / "split.json").read_text())["groups"]["test"] == sorted(groups["test"])
+
+
+def test_grouped_split_is_stratified_where_groups_allow() -> None:
+    # Each group holds one class only: a grouped split can still give every part each class.
+    samples = [Sample(image=f"{g}/{i}", expression=g % 4, key=f"{g}/{i}", group=str(g))
+               for g in range(80) for i in range(5)]
+    split = make_split(Records(samples=samples, format="jaffe", root=Path("/d")), seed=1)
+    for name in ("train", "val", "test"):
+        classes = Counter(int(k.split("/")[0]) % 4 for k in split[name])
+        assert set(classes) == {0, 1, 2, 3}, (name, classes)
+        assert max(classes.values()) - min(classes.values()) <= 10, (name, classes)
+
+
+def test_split_by_none_and_group_and_bad_value() -> None:
+    records = _grouped_records([10] * 20)
+    per_image = make_split(records, seed=0, split_by="none")
+    groups = _part_groups(records, per_image)
+    assert groups["train"] & groups["test"]  # image by image: groups do leak
+    assert per_image.info["grouped"] is False and "groups" in per_image.info
+    plain = _records(COUNTS)
+    assert make_split(plain, seed=0) == make_split(plain, seed=0, split_by="none")  # no groups: as before
+    with pytest.raises(ValueError, match=r"no groups in the dataset \(split_by: group\)"):
+        make_split(plain, split_by="group")
+    with pytest.raises(ValueError, match=r"invalid value 'subject' \(split_by\)"):
+        make_split(records, split_by="subject")
+    with pytest.raises(ValueError, match="at least 2 groups"):
+        make_split(_grouped_records([30]), seed=0)
+
+
+def test_grouped_val_carved_from_published_train_and_shared_groups_warned() -> None:
+    # Aff-Wild2: published val becomes test, val is carved from train by whole videos.
+    records = _grouped_records([6] * 30, fmt="affwild2", split_of=lambda g: "val" if g < 5 else "train")
+    split = make_split(records, val_size=0.1, seed=0)
+    groups = _part_groups(records, split)
+    assert groups["test"] == {f"S{g:03d}" for g in range(5)}
+    assert groups["val"] and not groups["val"] & groups["train"]
+    leaky = _grouped_records([4] * 10, fmt="rafdb", split_of=lambda g: "train")
+    leaky.samples[0].split = "test"  # group S000 is now in the published train and test
+    with pytest.warns(UserWarning, match=r"1 group\(s\) are in more than one .*S000"):
+        make_split(leaky, seed=0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(sizes=st.lists(st.integers(1, 15), min_size=3, max_size=40), classes=st.integers(1, 6),
+       test_size=st.floats(0.05, 0.5), val_size=st.floats(0.0, 0.3), seed=st.integers(0, 2**16),
+       ungrouped=st.integers(0, 5))
+def test_grouped_splits_never_share_a_group(sizes, classes, test_size, val_size, seed, ungrouped) -> None:
+    records = _grouped_records(sizes, classes)
+    records.samples += [Sample(image=f"x{i}", expression=i % classes, key=f"x{i}") for i in range(ungrouped)]
+    split = make_split(records, test_size=test_size, val_size=val_size, seed=seed)
+    assert sorted(sum(split.values(), [])) == sorted(s.key for s in records.samples)  # a partition
+    groups = _part_groups(records, split)
+    groups = {name: {g for g in members if g is not None} for name, members in groups.items()}
+    assert not groups["train"] & groups["val"] and not groups["train"] & groups["test"] \
+        and not groups["val"] & groups["test"]
+    assert split["train"]
+
+
+def test_many_groups_use_a_shuffled_group_split(monkeypatch) -> None:
+    from affectkit.data import splits
+
+    monkeypatch.setattr(splits, "_MAX_STRATIFIED_GROUPS", 5)  # as if the dataset had thousands of groups
+    records = _grouped_records([2] * 50)
+    split = make_split(records, test_size=0.2, val_size=0.1, seed=4)
+    groups = _part_groups(records, split)
+    assert not groups["train"] & groups["test"] and not groups["train"] & groups["val"] \
+        and not groups["val"] & groups["test"]
+    assert len(split["test"]) == 20 and len(split["val"]) == 10  # equal groups: exact

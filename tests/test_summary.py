@@ -12,7 +12,7 @@ from PIL import Image
 from affectkit.data import ImageError, format_summary, read_dataset, summarize
 from affectkit.labels import EXPRESSIONS
 
-KEYS = {"format", "root", "n_images", "n_usable", "per_class", "valence", "arousal", "excluded", "image_size",
+KEYS = {"format", "root", "n_images", "n_usable", "per_class", "valence", "arousal", "excluded", "image_size", "groups",
         "splits"}
 
 
@@ -65,3 +65,17 @@ def test_summary_ferplus(ferplus_root: Path) -> None:
     assert set(summary["splits"]) == {"train", "val"} and sum(summary["splits"].values()) == summary["n_usable"]
     assert summary["image_size"]["height"]["median"] == 48
     assert summary["per_class"]["Neutral"] > summary["per_class"]["Contempt"] > 0
+
+
+def test_summary_counts_groups_and_missing_labels(tmp_path: Path) -> None:
+    """JAFFE: groups are posers; an expression-only set reports no valence/arousal (missing, not zero)."""
+    for name in ("KA.AN1.39.tiff", "KA.NE1.26.tiff", "KA.HA1.29.tiff", "KL.HA2.30.tiff"):
+        Image.fromarray(np.full((20, 20), 90, np.uint8)).save(tmp_path / name)
+    summary = summarize(read_dataset(tmp_path))
+    assert summary["format"] == "jaffe" and summary["groups"] == {"kind": "poser", "n": 2, "largest": 3}
+    assert summary["valence"] is None and summary["arousal"] is None and summary["per_class"]["Happy"] == 2
+    assert "Groups   2 posers (up to 3 images each" in format_summary(summary)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "0.png")
+    with open(tmp_path / "manifest.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["path", "expression"], ["0.png", "1"]])
+    assert summarize(read_dataset(tmp_path / "manifest.csv"))["groups"] is None

@@ -17,6 +17,9 @@ class Sample:
     to it before use. ``soft_label`` is a length-8 distribution (e.g. FER+ votes) in AffectNet order.
     ``split`` is the split a dataset defines itself ("train", "val", "test") or ``None``.
     ``key`` is a stable identifier (path relative to the dataset root) used by split files.
+    ``group`` is the subject, poser, clip or video the image comes from (``None`` when the dataset has no such
+    unit): grouped splits keep every group in one part, so a person or clip never leaks into the test set.
+    ``image`` is an array for datasets that ship pixels rather than files (FER2013's CSV).
     """
 
     image: str | Path | np.ndarray
@@ -28,6 +31,7 @@ class Sample:
     soft_label: np.ndarray | None = None
     split: str | None = None
     key: str = ""
+    group: str | None = None
 
 
 @dataclass
@@ -41,6 +45,8 @@ class Records:
     excluded: Counter = field(default_factory=Counter)
     # (file, problem) for every bad file met, for warnings and summaries
     problems: list[tuple[str, str]] = field(default_factory=list)
+    # what Sample.group names in this dataset ("subject", "video", ...), None if it has no groups
+    group_kind: str | None = None
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -52,6 +58,10 @@ class Records:
     @property
     def has_va(self) -> bool:
         return any(s.valence is not None for s in self.samples)
+
+    @property
+    def has_groups(self) -> bool:
+        return any(s.group is not None for s in self.samples)
 
     @property
     def defined_splits(self) -> set[str]:

@@ -11,12 +11,22 @@ Conventions:
   FER+ Train/Valid/Test -> train/val/test (the shared FER+ copy has no test split: "test" is then empty).
   AffectNet (both readers) train/val -> its published validation set becomes "test" (AffectNet's test set is
   not public) and "val" is carved from train, stratified, with ``val_size`` of the whole dataset.
-  Any other format: the given splits are kept; if "val" is missing it is carved from train the same way.
+  Aff-Wild2 likewise (its test labels are not public). Any other format: the given splits are kept; if "val" is
+  missing it is carved from train the same way.
+- Grouped splits (``split_by``): samples carrying a ``group`` (CK+ subject, JAFFE poser, AFEW-VA clip, Aff-Wild2
+  video, ExpW photo) are split by whole groups, so no person or clip is in two parts. ``"auto"`` (default)
+  groups whenever the dataset has groups, ``"group"`` requires them, ``"none"`` splits image by image as before.
+  Grouped parts come from scikit-learn's ``StratifiedGroupKFold`` (stratified by expression where the groups
+  allow; sizes are then close to, not exactly, the fractions): a part of fraction f takes m of k folds with
+  m/k nearest f (k <= 20). Above 2,000 groups ``GroupShuffleSplit`` (f of the groups, shuffled) is used
+  instead, for speed. Samples without a group are each their own group. The split file lists each part's
+  groups.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -26,7 +36,12 @@ import numpy as np
 from affectkit.data.records import Records, Sample
 
 SPLIT_NAMES = ("train", "val", "test")
-_TEST_FROM_VAL_FORMATS = {"affectnet_npy", "affectnet_csv"}
+SPLIT_BY = ("auto", "group", "none")
+_TEST_FROM_VAL_FORMATS = {"affectnet_npy", "affectnet_csv", "affwild2"}
+_MAX_FOLDS = 20
+# StratifiedGroupKFold costs ~1 ms per group and fold; beyond this many groups (ExpW's photos) a shuffled group
+# split (GroupShuffleSplit) is used: with that many small groups it is near-stratified and near-exact anyway.
+_MAX_STRATIFIED_GROUPS = 2000
 FILE_VERSION = 1
 
 
@@ -92,6 +107,96 @@ def _stratified(keys_by_group: dict, sizes: dict[str, float], seed: int) -> dict
     return {name: sorted(keys) for name, keys in out.items()}
 
 
+def _use_groups(samples: Sequence[Sample], split_by: str, fmt: str | None) -> bool:
+    if split_by not in SPLIT_BY:
+        raise ValueError(f"invalid value {split_by!r} (split_by): use one of {', '.join(SPLIT_BY)}")
+    has_groups = any(s.group is not None for s in samples)
+    if split_by == "group" and not has_groups:
+        raise ValueError(f"no groups in the dataset (split_by: group): {fmt or 'these samples'} names no subject, "
+                         f"clip or video per image; use --split-by auto or none")
+    return has_groups and split_by != "none"
+
+
+def _group_of(s: Sample) -> str:
+    return s.group if s.group is not None else f"\0{s.key}"  # ungrouped: a group of its own
+
+
+def _folds(share: float, n_groups: int) -> tuple[int, int]:
+    """(k, m): take m of k folds, m/k nearest ``share``; the fewest folds among equally near ones."""
+    best = None
+    for k in range(2, min(_MAX_FOLDS, n_groups) + 1):
+        m = min(max(1, round(share * k)), k - 1)
+        error = abs(m / k - share)
+        if best is None or error < best[0] - 1e-9:
+            best = (error, k, m)
+    return best[1], best[2]  # type: ignore[index]
+
+
+def _take_groups(samples: list[Sample], share: float, seed: int) -> np.ndarray:
+    """Mask of ``samples`` (sorted by key) forming whole groups with about ``share`` of them, stratified."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    groups = np.array([_group_of(s) for s in samples])
+    n_groups = len(np.unique(groups))
+    if share <= 0:
+        return np.zeros(len(samples), dtype=bool)
+    if n_groups < 2:
+        raise ValueError(f"only {n_groups} group to split (split_by): a grouped split needs at least 2 groups; "
+                         f"use --split-by none to split image by image")
+    if n_groups > _MAX_STRATIFIED_GROUPS:
+        from sklearn.model_selection import GroupShuffleSplit
+
+        _, held = next(GroupShuffleSplit(n_splits=1, test_size=min(share, 0.95), random_state=seed)
+                       .split(np.zeros(len(samples)), groups=groups))
+        mask = np.zeros(len(samples), dtype=bool)
+        mask[held] = True
+        return mask
+    y = np.array([s.expression if s.expression is not None else -1 for s in samples])
+    k, m = _folds(min(share, 0.95), n_groups)
+    if (np.unique(y, return_counts=True)[1] < k).all():
+        y = np.zeros_like(y)  # every class smaller than the fold count: no stratification possible
+    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    mask = np.zeros(len(samples), dtype=bool)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*least populated class.*")  # small classes: best effort
+        for fold, (_, held) in enumerate(cv.split(np.zeros(len(samples)), y, groups)):
+            if fold < m:
+                mask[held] = True
+    return mask
+
+
+def _grouped(samples: Iterable[Sample], sizes: dict[str, float], seed: int) -> dict[str, list[str]]:
+    """Like ``_stratified`` but by whole groups; ``sizes`` are fractions of all the samples given."""
+    remaining = sorted(samples, key=lambda s: s.key)
+    total = len(remaining)
+    out: dict[str, list[str]] = {}
+    for i, (name, fraction) in enumerate(sizes.items()):
+        share = fraction * total / len(remaining) if remaining else 0.0
+        mask = _take_groups(remaining, share, seed + i)
+        out[name] = sorted(s.key for s, taken in zip(remaining, mask) if taken)
+        remaining = [s for s, taken in zip(remaining, mask) if not taken]
+    out["train"] = sorted(s.key for s in remaining)
+    return out
+
+
+def _groups_info(samples: Sequence[Sample], parts: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Each part's groups, as the split file records them."""
+    group_of = {s.key: s.group for s in samples}
+    return {name: sorted({group_of[k] for k in keys if group_of.get(k) is not None}) for name, keys in parts.items()}
+
+
+def _warn_shared_groups(groups: dict[str, list[str]]) -> None:
+    seen: dict[str, str] = {}
+    shared = []
+    for name, members in groups.items():
+        for g in members:
+            if seen.setdefault(g, name) != name:
+                shared.append(g)
+    if shared:
+        warnings.warn(f"{len(shared)} group(s) are in more than one of the dataset's own split parts "
+                      f"(e.g. {', '.join(shared[:3])}); its published split is kept as it is", stacklevel=3)
+
+
 def _group(samples: Iterable[Sample]) -> dict:
     groups: dict = defaultdict(list)
     for s in samples:
@@ -104,9 +209,11 @@ def make_split(
     test_size: float = 0.2,
     val_size: float = 0.1,
     seed: int = 0,
+    split_by: str = "auto",
 ) -> Split:
     """Stratified, seeded train/val/test split of sample keys; dataset-defined splits are honoured.
 
+    ``split_by``: "auto" (by group when samples carry groups), "group" or "none" (image by image).
     See the module docstring for the rules. Returns a ``Split`` (a dict) whose ``info`` records how it was made.
     """
     if not (0 <= test_size < 1 and 0 <= val_size < 1 and test_size + val_size < 1):
@@ -117,12 +224,17 @@ def make_split(
     _check_unique(samples)
     fmt = records.format if isinstance(records, Records) else None
     defined = {s.split for s in samples if s.split is not None}
-    info: dict = {"seed": seed, "source_format": fmt, "test_size": test_size, "val_size": val_size}
+    grouped = _use_groups(samples, split_by, fmt)
+    info: dict = {"seed": seed, "source_format": fmt, "test_size": test_size, "val_size": val_size,
+                  "split_by": split_by, "grouped": grouped}
+
+    def carve(members: list[Sample], sizes: dict[str, float]) -> dict[str, list[str]]:
+        return _grouped(members, sizes, seed) if grouped else _stratified(_group(members), sizes, seed)
 
     if not defined:
-        parts = _stratified(_group(samples), {"test": test_size, "val": val_size}, seed)
+        parts = carve(samples, {"test": test_size, "val": val_size})
         info["predefined"] = False
-        return Split(parts, info)
+        return _with_groups(Split(parts, info), samples)
 
     unassigned = [s.key for s in samples if s.split is None]
     if unassigned:
@@ -141,11 +253,21 @@ def make_split(
         if not train:
             raise ValueError("the dataset defines splits but no 'train' split to carve 'val' from")
         fraction = min(val_size * len(samples) / len(train), 0.99)
-        carved = _stratified(_group(train), {"val": fraction}, seed)
+        carved = carve(train, {"val": fraction})
         parts["train"], parts["val"] = carved["train"], carved["val"]
         info["val_carved_from_train"] = True
     info["predefined"] = True
-    return Split(parts, info)
+    split = _with_groups(Split(parts, info), samples)
+    if "groups" in split.info:
+        published = {name: v for name, v in split.info["groups"].items() if name != "val" or "val" in by_split}
+        _warn_shared_groups(published)
+    return split
+
+
+def _with_groups(split: Split, samples: Sequence[Sample]) -> Split:
+    if any(s.group is not None for s in samples):
+        split.info["groups"] = _groups_info(samples, split)
+    return split
 
 
 def _keys_hash(split: dict[str, list[str]]) -> str:
@@ -166,6 +288,7 @@ def save_split(split: dict[str, list[str]], path: str | Path) -> Path:
         "source_format": info.pop("source_format", None),
         "sizes": {name: len(split.get(name, [])) for name in SPLIT_NAMES},
         "keys_sha256": _keys_hash(split),
+        "groups": info.pop("groups", None),
         "info": info,
         "splits": {name: list(split.get(name, [])) for name in SPLIT_NAMES},
     }
@@ -184,6 +307,8 @@ def load_split(path: str | Path) -> Split:
         raise ValueError(f"{path}: not a split file ({err})") from err
     split = Split(parts, {**payload.get("info", {}), "seed": payload.get("seed"),
                           "source_format": payload.get("source_format")})
+    if payload.get("groups") is not None:
+        split.info["groups"] = payload["groups"]
     expected = payload.get("keys_sha256")
     if expected and expected != _keys_hash(split):
         raise ValueError(f"{path}: key hash mismatch: the split file was edited or is corrupt")
@@ -214,7 +339,5 @@ def apply_split(
         message = f"split keys not found in the dataset: {detail}. Was the split made for another dataset?"
         if not allow_missing:
             raise ValueError(message)
-        import warnings
-
         warnings.warn(message + " Dropping them.", stacklevel=2)
     return out

@@ -64,7 +64,8 @@ def summarize(records: Records, scan: bool = True, strict: bool = False) -> dict
     Keys: format, root, n_images (entries found, including excluded ones), n_usable, per_class (all 8
     expression names), valence, arousal (``{n, min, max, mean, std, histogram: {edges, counts}}`` or None),
     excluded (reason -> count), image_size (min/median/max width and height of up to 500 images spread
-    evenly over the dataset), splits (split name -> usable count, or None when the dataset defines none).
+    evenly over the dataset), splits (split name -> usable count, or None when the dataset defines none),
+    groups (``{kind, n, largest}``: what a group is, how many, the most images in one; None without groups).
     """
     samples = list(records.samples)
     excluded = Counter(records.excluded)
@@ -88,7 +89,15 @@ def summarize(records: Records, scan: bool = True, strict: bool = False) -> dict
         "excluded": dict(sorted(excluded.items(), key=lambda kv: (-kv[1], kv[0]))),
         "image_size": _image_sizes(samples),
         "splits": {k: splits[k] for k in ("train", "val", "test") if k in splits} or None,
+        "groups": _groups(samples, getattr(records, "group_kind", None)),
     }
+
+
+def _groups(samples: list, kind: str | None) -> dict | None:
+    sizes = Counter(s.group for s in samples if s.group is not None)
+    if not sizes:
+        return None
+    return {"kind": kind or "group", "n": len(sizes), "largest": max(sizes.values())}
 
 
 def format_summary(summary: dict) -> str:
@@ -100,6 +109,10 @@ def format_summary(summary: dict) -> str:
     ]
     if summary.get("splits"):
         lines.append("Splits   " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()))
+    groups = summary.get("groups")
+    if groups:
+        lines.append(f"Groups   {groups['n']} {groups['kind']}s (up to {groups['largest']} images each; "
+                     f"splits keep each {groups['kind']} in one part)")
     total = sum(summary["per_class"].values())
     if total:
         lines += ["", f"{'Expression':<12}{'count':>8}{'share':>8}"]

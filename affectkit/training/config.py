@@ -26,6 +26,9 @@ PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 # mode="max" is fixed for checkpoint selection and early stopping: only higher-is-better epoch metrics.
 MONITORS = ("val_score", "val_accuracy", "val_f1_macro", "val_valence_ccc", "val_arousal_ccc")
+# Dataset layouts (affectkit.data.formats.FORMATS; listed here so validating a config imports no reader).
+FORMATS = ("ferplus", "affectnet_csv", "affectnet_npy", "fer2013_csv", "rafdb", "expw", "affwild2", "ckplus",
+           "afew_va", "jaffe", "manifest", "image_folder")
 MIN_IMAGE_SIZE = 32  # every backbone downsamples 32x; VGG16 has no feature map left below this
 
 
@@ -51,8 +54,11 @@ class TrainConfig(BaseModel):
 
     # data
     data: str | None = None
-    format: Literal["ferplus", "affectnet_csv", "affectnet_npy", "manifest", "image_folder"] | None = None
+    format: Literal[FORMATS] | None = None  # type: ignore[valid-type]  # None: detected
     label_mode: Literal["majority", "distribution"] = "majority"  # FER+: hard labels or soft vote targets
+    numeric_classes: bool = False            # image_folder: class folders named 0..7 are AffectNet ids
+    ckplus_peak_frames: int = Field(3, ge=1)  # CK+: frames labelled at the end of each sequence
+    split_by: Literal["auto", "group", "none"] = "auto"  # auto: whole subjects/clips/videos per part when known
     test_size: Fraction = 0.2                # classic 80/20 study design ...
     val_size: Fraction = 0.1                 # ... with a validation part carved from train for model selection
     split_file: str | None = None            # reuse a saved split

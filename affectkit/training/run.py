@@ -240,14 +240,16 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     cfg = resolve_config(cfg)
     run = new_run_dir(out, cfg, resume, create=False)
     primary = is_primary_process()
-    records = read_dataset(cfg.data, format=cfg.format, strict=cfg.strict, label_mode=cfg.label_mode)
+    records = read_dataset(cfg.data, format=cfg.format, strict=cfg.strict, label_mode=cfg.label_mode,
+                           numeric_classes=cfg.numeric_classes, peak_frames=cfg.ckplus_peak_frames)
     split_path = run / "split.json"
     if split_path.is_file():
         split = load_split(split_path)
     elif cfg.split_file:
         split = load_split(cfg.split_file)
     else:  # deterministic in (records, seed): other ranks compute the same split
-        split = make_split(records, test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed)
+        split = make_split(records, test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed,
+                           split_by=cfg.split_by)
     created = make_run_dir(run)
     os.environ[RUN_DIR_ENV] = str(run.resolve())
     try:

@@ -10,6 +10,9 @@ Conventions (all readers):
   ``ValueError`` naming the file and the value: they mean a broken dataset, not a bad sample.
 - Missing or unreadable annotation files (and images listed but absent) are skipped with a warning naming the
   file and counted in ``excluded`` and ``problems``; with ``strict=True`` they raise ``ValueError`` instead.
+  Readers of datasets with their own label codes (FER2013, RAF-DB, ExpW, CK+, JAFFE, AFEW-VA, Aff-Wild2) treat
+  a malformed line or an unknown code the same way: that entry is skipped with a warning, the rest is read.
+- A label a dataset does not have is ``None``, never 0 (an expression-only set has no valence/arousal).
 """
 from __future__ import annotations
 
@@ -39,6 +42,24 @@ _SPLIT_NAMES = {
 def split_name(value: str) -> str | None:
     """Normalised split name ("train"/"val"/"test") of a folder or column value, or None if not one."""
     return _SPLIT_NAMES.get(str(value).strip().lower())
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read a dataset: ``read_dataset``'s options (and the config keys of the same names).
+
+    ``strict``: bad files are errors, not skipped with a warning. ``label_mode``: FER+ majority or distribution.
+    ``numeric_classes``: image_folder class folders named 0..7 are AffectNet ids (never guessed: a clip or id
+    folder such as ``001/`` is not a class). ``peak_frames``: CK+ frames labelled at the end of each sequence.
+    """
+
+    strict: bool = False
+    label_mode: str = "majority"
+    numeric_classes: bool = False
+    peak_frames: int = 3
+
+
+DEFAULT_OPTIONS = ReadOptions()
 
 
 @dataclass
@@ -132,8 +153,8 @@ def parse_landmarks(value: object, source: str) -> np.ndarray | None:
 class Collector:
     """Builds a reader's ``Records``: applies the label rules and the missing/unreadable-file policy."""
 
-    def __init__(self, fmt: str, root: Path, strict: bool = False):
-        self.fmt, self.root, self.strict = fmt, root, strict
+    def __init__(self, fmt: str, root: Path, strict: bool = False, group_kind: str | None = None):
+        self.fmt, self.root, self.strict, self.group_kind = fmt, root, strict, group_kind
         self.samples: list[Sample] = []
         self.excluded: Counter = Counter()
         self.problems: list[tuple[str, str]] = []
@@ -175,6 +196,7 @@ class Collector:
         soft_label: np.ndarray | None = None,
         split: str | None = None,
         parsed: bool = False,
+        group: str | None = None,
     ) -> Sample | None:
         """Parse raw labels (unless ``parsed``), count exclusions, keep the sample if any label is usable.
 
@@ -193,7 +215,7 @@ class Collector:
             return None
         sample = Sample(
             image=image, expression=expression, valence=valence, arousal=arousal,  # type: ignore[arg-type]
-            landmarks=landmarks, box=box, soft_label=soft_label, split=split, key=key,
+            landmarks=landmarks, box=box, soft_label=soft_label, split=split, key=key, group=group,
         )
         self.samples.append(sample)
         return sample
@@ -206,8 +228,62 @@ class Collector:
             )
         return ReadRecords(
             samples=self.samples, format=self.fmt, root=self.root, excluded=self.excluded,
-            problems=self.problems, n_found=self.n_found,
+            problems=self.problems, n_found=self.n_found, group_kind=self.group_kind,
         )
+
+    def code(self, table: dict, raw: object, source: str, name: str = "label") -> tuple[bool, int | None]:
+        """Look a dataset's label code up in ``table`` (code -> AffectNet id or None): ``(found, id)``. An
+        unknown or unparsable code is a problem (warned and skipped, an error when strict): ``(False, None)``."""
+        key = raw.strip() if isinstance(raw, str) else raw
+        if all(isinstance(k, int) for k in table):
+            try:  # "3", "3.0000000e+00" -> 3
+                number = float(key)  # type: ignore[arg-type]
+                key = int(number) if math.isfinite(number) and number == int(number) else None
+            except (TypeError, ValueError):
+                key = None
+        if key is None or key not in table:
+            self.problem(source, f"unknown {name} {raw!r} (expected one of {', '.join(map(str, table))})",
+                         "bad annotation")
+            return False, None
+        return True, table[key]
+
+    def read_text(self, path: Path) -> str | None:
+        """A text annotation file, or None after reporting it as unreadable (an error when strict)."""
+        try:
+            return path.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as err:
+            self.problem(path, f"unreadable annotation ({err.__class__.__name__}: {err})", "unreadable annotation")
+            return None
+
+
+def image_names(folder: Path) -> list[str]:
+    """Sorted image file names in a folder (hidden files and other files left out); [] if it is absent."""
+    import os
+
+    try:
+        names = scandir_names(folder)
+    except OSError:
+        return []
+    return sorted(n for n, is_dir in names.items()
+                  if not is_dir and not n.startswith(".") and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
+
+
+# Crops around landmarks: a square on the points' bounding box, this much wider per side than its larger side
+# (about what a face detector's box plus the default face_margin covers: the landmarks stop at the brows).
+LANDMARK_MARGIN = 0.25
+
+
+def box_around(points: np.ndarray, margin: float = LANDMARK_MARGIN) -> tuple[int, int, int, int] | None:
+    """``(x, y, w, h)`` square framing (N, 2) points with ``margin`` per side; None for no/degenerate points."""
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if pts.size == 0 or not np.isfinite(pts).all():
+        return None
+    (x0, y0), (x1, y1) = pts.min(axis=0), pts.max(axis=0)
+    side = max(x1 - x0, y1 - y0) * (1 + 2 * margin)
+    if side < 2:
+        return None
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return round(cx - side / 2), round(cy - side / 2), round(side), round(side)
 
 
 def scandir_names(folder: Path) -> dict[str, bool]:

@@ -10,7 +10,14 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from affectkit.data.formats._common import Collector, ReadRecords, parse_box, parse_landmarks
+from affectkit.data.formats._common import (
+    DEFAULT_OPTIONS,
+    Collector,
+    ReadOptions,
+    ReadRecords,
+    parse_box,
+    parse_landmarks,
+)
 
 NAME = "affectnet_csv"
 CSV_SPLITS = {"training.csv": "train", "validation.csv": "val"}
@@ -39,9 +46,9 @@ def looks_like(root: Path) -> bool:
     return False
 
 
-def read(root: Path, strict: bool = False, label_mode: str = "majority") -> ReadRecords:
+def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read training.csv / validation.csv; see the module docstring and ``_common`` for the label rules."""
-    collector = Collector(NAME, root, strict)
+    collector = Collector(NAME, root, options.strict)
     found = [(root / n, s) for n, s in CSV_SPLITS.items() if (root / n).is_file()]
     if not found:
         raise ValueError(f"{root}: no training.csv or validation.csv")

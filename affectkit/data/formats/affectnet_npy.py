@@ -16,7 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from affectkit.data.formats._common import IMAGE_EXTENSIONS, Collector, ReadRecords, parse_landmarks, scandir_names
+from affectkit.data.formats._common import (
+    DEFAULT_OPTIONS,
+    IMAGE_EXTENSIONS,
+    Collector,
+    ReadOptions,
+    ReadRecords,
+    parse_landmarks,
+    scandir_names,
+)
 
 NAME = "affectnet_npy"
 SPLIT_FOLDERS = {"train_set": "train", "val_set": "val"}
@@ -64,9 +72,9 @@ def looks_like(root: Path) -> bool:
 DESCRIPTION = "images/ and annotations/ folders (<id>_exp.npy, <id>_val.npy, <id>_aro.npy), or train_set/ and val_set/ holding them"
 
 
-def read(root: Path, strict: bool = False, label_mode: str = "majority") -> ReadRecords:
+def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read an AffectNet npy-layout dataset; see the module docstring and ``_common`` for the label rules."""
-    collector = Collector(NAME, root, strict)
+    collector = Collector(NAME, root, options.strict)
     parts = [(root / f, s) for f, s in SPLIT_FOLDERS.items() if (root / f / "annotations").is_dir()]
     if not parts:
         parts = [(root, None)]

@@ -26,7 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
-from affectkit.data.formats._common import Collector, ReadRecords, parse_box, scandir_names
+from affectkit.data.formats._common import (
+    DEFAULT_OPTIONS,
+    Collector,
+    ReadOptions,
+    ReadRecords,
+    parse_box,
+    scandir_names,
+)
 from affectkit.labels import FERPLUS_COLUMNS, FERPLUS_TO_AFFECTNET, NUM_EXPRESSIONS
 
 NAME = "ferplus"
@@ -44,8 +51,9 @@ def looks_like(root: Path) -> bool:
     return any((root / f / "label.csv").is_file() for f in SPLIT_FOLDERS)
 
 
-def read(root: Path, strict: bool = False, label_mode: str = "majority") -> ReadRecords:
+def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read the FER+ split folders present under root; see the module docstring."""
+    label_mode = options.label_mode
     if label_mode not in LABEL_MODES:
         raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
     if root.name in SPLIT_FOLDERS and (root / "label.csv").is_file():
@@ -55,7 +63,7 @@ def read(root: Path, strict: bool = False, label_mode: str = "majority") -> Read
         parts = [root / f for f in SPLIT_FOLDERS if (root / f / "label.csv").is_file()]
     if not parts:
         raise ValueError(f"{root}: no {', '.join(SPLIT_FOLDERS)} folder with a label.csv")
-    collector = Collector(NAME, root, strict)
+    collector = Collector(NAME, root, options.strict)
     for folder in parts:
         _read_folder(collector, folder, SPLIT_FOLDERS[folder.name], label_mode)
     return collector.records()

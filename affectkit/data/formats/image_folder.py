@@ -1,15 +1,26 @@
 """One folder per class: ``root/<class>/*.jpg`` (or ``root/{train,val,test}/<class>/*.jpg``).
 
 Class folder names are matched case-insensitively with ``labels.expression_id`` (synonyms such as "happiness",
-"angry" and ids "0".."7" work). A folder name that is neither a class nor (at the top level) a split name is an
-error naming it. Hidden folders (".name") are ignored; files other than images are ignored.
+"angry" work). Folders named by AffectNet id ("0".."7") are classes only with ``numeric_classes`` (CLI
+``--format image_folder --numeric-classes``): a numeric folder is more often a clip or an id (AFEW-VA's ``001/``,
+AffectNet's ``Manually_Annotated_Images/689/``), so detection never takes one for a class. A folder name that is
+neither a class nor (at the top level) a split name is an error naming it. Hidden folders (".name") and files
+other than images are ignored. Samples have no group (the layout does not say who is in an image).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-from affectkit.data.formats._common import IMAGE_EXTENSIONS, Collector, ReadRecords, scandir_names, split_name
+from affectkit.data.formats._common import (
+    DEFAULT_OPTIONS,
+    IMAGE_EXTENSIONS,
+    Collector,
+    ReadOptions,
+    ReadRecords,
+    scandir_names,
+    split_name,
+)
 from affectkit.labels import expression_id
 
 NAME = "image_folder"
@@ -20,7 +31,9 @@ def _subdirs(folder: Path) -> list[str]:
     return sorted(n for n, is_dir in scandir_names(folder).items() if is_dir and not n.startswith((".", "_")))
 
 
-def _class_id(name: str) -> int | None:
+def _class_id(name: str, numeric: bool = False) -> int | None:
+    if name.strip().isdigit() and not numeric:
+        return None
     try:
         return expression_id(name)
     except KeyError:
@@ -43,29 +56,31 @@ def looks_like(root: Path) -> bool:
     return False
 
 
-def read(root: Path, strict: bool = False, label_mode: str = "majority") -> ReadRecords:
+def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read class folders (with or without split folders above them); see the module docstring."""
-    collector = Collector(NAME, root, strict)
+    collector = Collector(NAME, root, options.strict)
     subdirs = _subdirs(root)
-    splits = {n: split_name(n) for n in subdirs if split_name(n) and _class_id(n) is None}
+    splits = {n: split_name(n) for n in subdirs if split_name(n) and _class_id(n, True) is None}
     if splits:
         unknown = [n for n in subdirs if n not in splits]
         if unknown:
             raise ValueError(f"{root}: folder(s) {', '.join(unknown)} are neither split folders nor expected here "
                              f"(found split folders {', '.join(splits)})")
         for folder, split in splits.items():
-            _read_classes(collector, root, root / folder, split)
+            _read_classes(collector, root, root / folder, split, options.numeric_classes)
     else:
-        _read_classes(collector, root, root, None)
+        _read_classes(collector, root, root, None, options.numeric_classes)
     return collector.records()
 
 
-def _read_classes(collector: Collector, root: Path, folder: Path, split: str | None) -> None:
-    classes = {n: _class_id(n) for n in _subdirs(folder)}
+def _read_classes(collector: Collector, root: Path, folder: Path, split: str | None, numeric: bool) -> None:
+    classes = {n: _class_id(n, numeric) for n in _subdirs(folder)}
     unknown = sorted(n for n, c in classes.items() if c is None)
     if unknown:
-        raise ValueError(f"{folder}: class folder(s) {', '.join(unknown)} match no expression; "
-                         f"use one of the 8 expression names (or a synonym, or an id 0..7)")
+        hint = ("; folders named by AffectNet id 0..7 are read only with --numeric-classes (numeric_classes: true)"
+                if not numeric and any(_class_id(n, True) is not None for n in unknown) else "")
+        raise ValueError(f"class folder(s) {', '.join(unknown)} match no expression ({folder}): "
+                         f"use one of the 8 expression names (or a synonym){hint}")
     prefix = folder.relative_to(root).as_posix()
     prefix = "" if prefix == "." else prefix + "/"
     for name, class_id in classes.items():

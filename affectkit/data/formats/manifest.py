@@ -17,7 +17,15 @@ import csv
 import posixpath
 from pathlib import Path
 
-from affectkit.data.formats._common import Collector, ReadRecords, parse_expression, parse_va, split_name
+from affectkit.data.formats._common import (
+    DEFAULT_OPTIONS,
+    Collector,
+    ReadOptions,
+    ReadRecords,
+    parse_expression,
+    parse_va,
+    split_name,
+)
 
 NAME = "manifest"
 LABEL_COLUMNS = ("expression", "valence", "arousal")
@@ -54,7 +62,7 @@ def looks_like(path: Path) -> bool:
         return True  # ambiguous, but a manifest: read() gives the error
 
 
-def read(path: Path, strict: bool = False, label_mode: str = "majority") -> ReadRecords:
+def read(path: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read a manifest CSV (or the folder holding it); see the module docstring."""
     manifest = find_manifest(path)
     if manifest is None:
@@ -72,7 +80,7 @@ def read(path: Path, strict: bool = False, label_mode: str = "majority") -> Read
         i = col.get(name)
         return row[i].strip() if i is not None and i < len(row) else ""
 
-    collector = Collector(NAME, root, strict)
+    collector = Collector(NAME, root, options.strict)
     root_str = str(root)
     n_no_split = 0
     rows_by_image: dict[str, list[tuple[int, str, dict[str, str]]]] = {}  # first occurrence order
