@@ -12,6 +12,7 @@ import json
 import warnings
 from pathlib import Path
 
+from affectkit.extras import require
 from affectkit.labels import EXPRESSIONS
 from affectkit.inference.predictor import ONNX_METADATA_KEY
 from affectkit.preprocess import Preprocess
@@ -22,6 +23,7 @@ def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17) -> Path:
     Returns ``out``."""
     from affectkit.training.checkpoint import load_model
 
+    require("onnx", "ONNX export", only=("onnx",))  # before the model is loaded
     model, meta = load_model(ckpt)
     return export_model(model, out, preprocess=meta["contract"], backbone=meta.get("backbone"), opset=opset,
                         heads=meta["heads"])
@@ -33,6 +35,7 @@ def export_model(model, out: str | Path, face_margin: float | None = None, prepr
     with (default: its backbone normalisation at its ``input_size``); ``face_margin`` overrides its margin."""
     import dataclasses
 
+    require("onnx", "ONNX export", only=("onnx",))
     import onnx
     import torch
 

@@ -21,10 +21,11 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from affectkit.data.images import IMAGE_EXTENSIONS
 from affectkit.labels import EXPRESSIONS
 from affectkit.inference.predictor import FacePrediction, Predictor, UnreadableImageError, read_image
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+IMAGE_EXTS = IMAGE_EXTENSIONS
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".gif"}
 ROW_FIELDS = (["source", "frame", "time_s", "x1", "y1", "x2", "y2", "score", "expression"]
               + [f"prob_{n}" for n in EXPRESSIONS] + ["valence", "arousal", "status"])
