@@ -219,14 +219,16 @@ class AffectModule(L.LightningModule):
 
     # -- optimisation ------------------------------------------------------------------------------------
     def configure_optimizers(self):
-        from affectkit.training.optim import build_optimizer, build_scheduler
+        from affectkit.training.optim import build_optimizer, build_scheduler, scheduled
 
         opt = build_optimizer(self.model, self.cfg)
+        if not scheduled(self.cfg):
+            # estimated_stepping_batches builds the train loader, drawing from the RNG: only when a schedule
+            # needs it, so runs without one (and their exact resume) draw as they always did
+            return opt
         total = max(1, self.trainer.estimated_stepping_batches)
         sched = build_scheduler(opt, self.cfg, steps_per_epoch=total // max(1, self.trainer.max_epochs),
                                 total_steps=total)
-        if sched is None:
-            return opt
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

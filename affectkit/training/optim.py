@@ -52,6 +52,11 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
     raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use {', '.join(OPTIMIZERS)}")
 
 
+def scheduled(cfg: TrainConfig) -> bool:
+    """Whether ``cfg`` asks for a learning-rate schedule (a warm-up or a decay)."""
+    return not (cfg.schedule == "none" and cfg.warmup_epochs <= 0)
+
+
 def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int,
                     total_steps: int) -> lr_scheduler.LRScheduler | None:
     """A per-step schedule: linear warm-up over ``warmup_epochs``, then cosine to 0 at ``total_steps``, step
@@ -61,7 +66,7 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
     decays fall on epoch boundaries counted from the start of training (epochs ``step_size``, ``2 * step_size``,
     ...), warm-up or not.
     """
-    if cfg.schedule == "none" and cfg.warmup_epochs <= 0:
+    if not scheduled(cfg):
         return None
     spe, total = max(1, steps_per_epoch), max(1, total_steps)
     warm = int(cfg.warmup_epochs * spe)
