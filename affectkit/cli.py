@@ -10,6 +10,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from affectkit.extras import MissingExtraError, require
+
 
 def _primary() -> bool:
     """Only one process of a distributed run prints results."""
@@ -162,6 +164,7 @@ def cmd_export(a):
 
 
 def cmd_serve(a):
+    require("serve", "affectkit serve")
     from affectkit.inference.server import serve
 
     serve(a.checkpoint, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb, max_concurrent=a.max_concurrent,
@@ -295,8 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Errors that mean bad input or a bad environment, not a bug: one line and exit code 2. (ConfigError is a
-# ValueError; WeightsNotFoundError a FileNotFoundError.)
-USER_ERRORS: tuple[type[Exception], ...] = (ValueError, KeyError, OSError)
+# ValueError; WeightsNotFoundError a FileNotFoundError; MissingExtraError names the pip extra to install.)
+USER_ERRORS: tuple[type[Exception], ...] = (ValueError, KeyError, OSError, MissingExtraError)
 
 
 def _one_line(text: str) -> str:

@@ -107,9 +107,8 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
     parts = {"test": parts[split]}
 
     cfg["weights"] = "none"  # weights come from the checkpoint
-    module = AffectModule(cfg, preprocess=contract.to_dict(), heads=heads)
+    module = AffectModule(cfg, preprocess=contract.to_dict(), heads=heads, tta=tta)
     load_strict(module, ckpt["state_dict"], ckpt_path, cfg.get("backbone"))
-    module.tta = tta
     dm = AffectDataModule(records, parts, image_size=contract, batch_size=batch_size,
                           cache=cfg.get("cache", True), num_workers=cfg.get("num_workers", -1))
     trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,

@@ -63,3 +63,35 @@ def test_resume_refuses_another_backbone_and_minimal_checkpoints(trained):
     r = run("train", "--data", "faces", "--backbone", "resnet18", "--weights", "none", "--epochs", 2,
             "--image-size", 32, "--out", "minimal", "--resume", "--set", "progress=false", cwd=trained)
     assert r.returncode == 2 and "not a training checkpoint" in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_resume_refuses_another_weight_decay_grouping(trained):
+    """Optimiser state holds one entry per parameter group: a run resumes only with its own grouping, and a run
+    saved before decay_norm_bias existed (weight decay on everything) is told to pass the old value."""
+    args = ("train", "--data", "faces", "--backbone", "resnet18", "--weights", "none", "--epochs", 2,
+            "--image-size", 32, "--batch-size", 16, "--out", "run", "--resume", "--set", "progress=false")
+    last = trained / "run" / "checkpoints" / "last.ckpt"
+    r = run(*args, "--set", "decay_norm_bias=true", cwd=trained)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "trained with decay_norm_bias=false: resume with --set decay_norm_bias=false" in r.stderr
+
+    old = trained / "old_run"
+    (old / "checkpoints").mkdir(parents=True)
+    _doctor(last, old / "checkpoints" / "last.ckpt", lambda c: c["affectkit"]["config"].pop("decay_norm_bias"))
+    r = run(*args[:-5], "--out", "old_run", "--resume", "--set", "progress=false", cwd=trained)
+    assert r.returncode == 2 and "resume with --set decay_norm_bias=true" in r.stderr, r.stderr
+
+
+def test_head_with_hidden_trunk_is_restored_from_its_checkpoint(tmp_path):
+    from affectkit.models import create_model
+    from affectkit.training.checkpoint import load_model, save_model_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", weights="none", hidden=16).eval()
+    path = save_model_checkpoint(model, tmp_path / "m.ckpt")
+    loaded, meta = load_model(path)
+    assert meta["head_hidden"] == 16 and loaded.head.hidden == 16
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        for a, b in zip(model(x), loaded(x)):
+            torch.testing.assert_close(a, b)

@@ -160,3 +160,20 @@ def test_free_folder_never_reuses_a_taken_folder(tmp_path):
     (tmp_path / "affectkit_demo-2").mkdir()
     (tmp_path / "affectkit_demo-2" / "y").write_text("1")
     assert free_folder(base) == tmp_path / "affectkit_demo-3"
+
+
+def test_train_leaves_the_callers_config_unchanged(synth_small, tmp_path):
+    """train() resolves "auto" values and FER+ losses on its own copy; the config passed in stays as it was."""
+    import copy
+
+    from affectkit.training.config import TrainConfig
+    from affectkit.training.run import train
+
+    cfg = TrainConfig(data=str(synth_small), backbone="resnet18", weights="none", image_size=32, batch_size=32,
+                      epochs=1, precision="auto", limit_train_batches=2, limit_val_batches=1, progress=False,
+                      extra={"notes": ["kept"]})
+    before = copy.deepcopy(cfg.to_dict())
+    run = train(cfg, out=tmp_path / "run")
+    assert cfg.to_dict() == before
+    saved = load_config(run / "config.yaml")
+    assert saved.precision != "auto" and saved.extra == {"notes": ["kept"]}

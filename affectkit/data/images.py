@@ -25,6 +25,8 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from affectkit.data.records import Sample
 
+# File extensions read as images, by the dataset readers and by ``predict`` on folders alike.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"})
 # Pillow's own default (~89.5 Mpx, about a 9459x9459 image): far above any face photo.
 DEFAULT_MAX_PIXELS = 89_478_485
 MAX_SCAN_WARNINGS = 20

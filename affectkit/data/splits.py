@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from affectkit.data.records import Records, Sample
+from affectkit.io import atomic_write
 
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_BY = ("auto", "group", "none")
@@ -292,9 +293,7 @@ def save_split(split: dict[str, list[str]], path: str | Path) -> Path:
         "info": info,
         "splits": {name: list(split.get(name, [])) for name in SPLIT_NAMES},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=1))
-    return path
+    return atomic_write(path, json.dumps(payload, indent=1))
 
 
 def load_split(path: str | Path) -> Split:

@@ -12,6 +12,7 @@ import json
 import warnings
 from pathlib import Path
 
+from affectkit.extras import require
 from affectkit.labels import EXPRESSIONS
 from affectkit.inference.predictor import ONNX_METADATA_KEY
 from affectkit.preprocess import Preprocess
@@ -35,6 +36,9 @@ def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17, quantize: st
         raise ValueError(f"quantize must be one of {[q for q in QUANTIZE if q]} or None, got {quantize!r}")
     if calibration_size < 1:
         raise ValueError(f"calibration_size must be >= 1, got {calibration_size}")
+    require("onnx", "ONNX export", only=("onnx",))  # before the model is loaded
+    if quantize:
+        require("onnxruntime", "int8 quantization", only=("onnx",))
     model, meta = load_model(ckpt)
     kw = dict(preprocess=meta["contract"], backbone=meta.get("backbone"), opset=opset, heads=meta["heads"])
     if quantize is None:
@@ -57,6 +61,7 @@ def export_model(model, out: str | Path, face_margin: float | None = None, prepr
     with (default: its backbone normalisation at its ``input_size``); ``face_margin`` overrides its margin."""
     import dataclasses
 
+    require("onnx", "ONNX export", only=("onnx",))
     import onnx
     import torch
 

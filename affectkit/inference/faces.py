@@ -70,13 +70,11 @@ class FaceDetector:
 
     def _model(self):
         if self._mtcnn is None:
-            try:
-                from facenet_pytorch import MTCNN
-            except ImportError as e:  # pragma: no cover - depends on the install
-                raise ImportError(
-                    "face detection needs facenet-pytorch (MTCNN): "
-                    "pip install --no-deps facenet-pytorch==2.5.3 requests; or use detect=False / --no-detect"
-                ) from e
+            from affectkit.extras import require
+
+            require("faces", "face detection (MTCNN)", instead="use detect=False / --no-detect")
+            from facenet_pytorch import MTCNN
+
             self._mtcnn = MTCNN(keep_all=True, device=self.device, min_face_size=self.min_face_size,
                                 post_process=False, select_largest=False)
         return self._mtcnn

@@ -7,7 +7,9 @@ from typing import Sequence
 
 from PIL import Image
 
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
+from affectkit.data.images import IMAGE_EXTENSIONS
+
+IMAGE_EXTS = IMAGE_EXTENSIONS  # the one list training reads too
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".gif"}
 
 

@@ -28,6 +28,7 @@ from PIL import Image
 
 from affectkit.labels import EXPRESSIONS
 from affectkit.inference.faces import Face, FaceDetector, whole_image_face
+from affectkit.io import resolve_checkpoint
 from affectkit.preprocess import Preprocess, describe_heads, restore
 
 ONNX_METADATA_KEY = "affectkit"
@@ -110,6 +111,9 @@ class _OnnxBackend:
     name = "onnx"
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None):
+        from affectkit.extras import require
+
+        require("onnx", "the ONNX backend", only=("onnxruntime",))
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -190,13 +194,7 @@ class Predictor:
         kwargs go to the constructor (min_confidence, tta, batch_size) and, for torch, ``precision``
         ("fp32" default, or "bf16" autocast) and ``channels_last``; for onnx, ``threads``.
         """
-        path = Path(path)
-        if path.is_dir():  # a training run folder: its checkpoints/best.ckpt (or last.ckpt)
-            from affectkit.training.checkpoint import resolve_checkpoint
-
-            path = resolve_checkpoint(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such model file")
+        path = resolve_checkpoint(path)  # a run folder: its best checkpoint
         if backend is None:
             backend = "onnx" if path.suffix.lower() == ".onnx" else "torch"
         if backend == "onnx":

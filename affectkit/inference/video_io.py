@@ -45,7 +45,7 @@ def iter_frames(path: str | Path, every_n: int = 10) -> Iterator[tuple[int, floa
     elif reader is not None:
         yield from _imageio_frames(path, every_n, "pyav" if reader == "imageio-pyav" else "FFMPEG")
     else:
-        raise RuntimeError(f"{path}: no video reader installed (install opencv-python-headless, or imageio with "
+        raise RuntimeError(f"{path}: no video reader installed: pip install affectkit[video] (or imageio with "
                            f"av or imageio-ffmpeg); animated GIFs work without one")
 
 

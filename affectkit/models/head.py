@@ -22,6 +22,7 @@ class MultiTaskHead(nn.Module):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.in_features = in_features
         self.num_classes = num_classes
+        self.hidden = int(hidden) if hidden else None  # stored in checkpoints so the trunk is rebuilt on load
         self.trunk: nn.Module = nn.Identity()
         width = in_features
         if hidden:

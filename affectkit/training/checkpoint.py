@@ -6,6 +6,9 @@ from typing import Any
 
 import torch
 
+# also importable from here, their former home
+from affectkit.io import atomic_torch_save, resolve_checkpoint  # noqa: F401
+
 # Extra block every affectkit checkpoint carries, so inference needs no training config machinery.
 META_KEY = "affectkit"
 
@@ -24,17 +27,14 @@ def model_meta(model, config: dict[str, Any], preprocess=None, heads: dict[str, 
         "face_margin": contract.face_margin,
         "dropout": float(config.get("dropout", 0.0)),
         "num_classes": int(config.get("num_classes", 8)),
+        "head_hidden": getattr(model.head, "hidden", None),
         "config": config,
     }
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint dict with ``weights_only=True``; clear errors for missing or foreign files."""
-    path = Path(path)
-    if path.is_dir():
-        path = resolve_checkpoint(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+    path = resolve_checkpoint(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling refused or corrupt file
@@ -42,18 +42,6 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(ckpt, dict) or META_KEY not in ckpt or "state_dict" not in ckpt:
         raise ValueError(f"{path}: not an affectkit checkpoint (no '{META_KEY}' metadata)")
     return ckpt
-
-
-def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best") -> Path:
-    """A run folder resolves to its ``checkpoints/best.ckpt`` (or ``last.ckpt``); a file is returned as is."""
-    p = Path(run_or_ckpt)
-    if p.is_file():
-        return p
-    for name in (f"{which}.ckpt", "last.ckpt"):
-        cand = p / "checkpoints" / name
-        if cand.is_file():
-            return cand
-    raise FileNotFoundError(f"{p}: no checkpoint found (looked for checkpoints/{which}.ckpt and checkpoints/last.ckpt)")
 
 
 def load_model(path: str | Path):
@@ -66,7 +54,7 @@ def load_model(path: str | Path):
     meta = dict(ckpt[META_KEY])
     meta["contract"], meta["heads"] = restore(meta)
     model = create_model(meta["backbone"], weights="none", dropout=meta.get("dropout", 0.0),
-                         num_classes=meta.get("num_classes", 8))
+                         num_classes=meta.get("num_classes", 8), hidden=meta.get("head_hidden"))
     prefix = "model."
     state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     load_strict(model, state, path, meta["backbone"])
@@ -97,9 +85,10 @@ def load_strict(module: torch.nn.Module, state: dict[str, Any], path, backbone: 
                      f"{'; '.join(parts)}. The file is damaged or was written for another backbone")
 
 
-def check_resumable(path: str | Path, backbone: str) -> None:
+def check_resumable(path: str | Path, backbone: str, decay_norm_bias: bool | None = None) -> None:
     """Refuse, with a clear message, to resume from a file that is not a full training checkpoint of this
-    backbone (a minimal inference checkpoint, another backbone's run)."""
+    backbone (a minimal inference checkpoint, another backbone's run), or whose optimiser has other parameter
+    groups (``decay_norm_bias`` differs; runs from before that option decayed everything)."""
     ckpt = read_checkpoint(path)
     if "pytorch-lightning_version" not in ckpt or "loops" not in ckpt:
         raise ValueError(f"{path}: not a training checkpoint (no trainer state): it can be evaluated or used for "
@@ -108,6 +97,11 @@ def check_resumable(path: str | Path, backbone: str) -> None:
     if stored != backbone:
         raise ValueError(f"{path}: this run trained backbone {stored!r}, not {backbone!r}: resume with "
                          f"--backbone {stored} (or start a new run in another --out)")
+    stored_decay = (ckpt[META_KEY].get("config") or {}).get("decay_norm_bias", True)
+    if decay_norm_bias is not None and bool(stored_decay) != decay_norm_bias:
+        flag = str(bool(stored_decay)).lower()
+        raise ValueError(f"{path}: this run was trained with decay_norm_bias={flag}: resume with "
+                         f"--set decay_norm_bias={flag} (its optimiser state has that parameter grouping)")
 
 
 def save_model_checkpoint(model, path: str | Path, config: dict[str, Any] | None = None, preprocess=None,
@@ -123,35 +117,3 @@ def save_model_checkpoint(model, path: str | Path, config: dict[str, Any] | None
     }
     atomic_torch_save(ckpt, path)
     return path
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to a temporary file next to ``path``, fsync, then ``os.replace``: a crash at any moment
-    leaves either the old file or the new one, never a truncated one (the rename is atomic on one filesystem)."""
-    import os
-    import tempfile
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint gets a normal file's permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-

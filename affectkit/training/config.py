@@ -84,6 +84,7 @@ class TrainConfig(BaseModel):
     lr: float = Field(1e-4, gt=0)
     backbone_lr_mult: NonNegative = 1.0      # < 1: discriminative LRs (backbone learns slower than the new head)
     weight_decay: NonNegative | None = None  # None: 0.05 for adamw (decoupled), 0 for adam/sgd
+    decay_norm_bias: bool = False            # true: weight decay on norm weights and biases too (the old way)
     schedule: Literal["none", "cosine", "step"] = "none"
     warmup_epochs: NonNegative = 0.0
     step_size: int = Field(10, ge=1)         # step schedule: epochs between decays
@@ -386,4 +387,6 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    from affectkit.io import atomic_write
+
+    atomic_write(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -16,15 +16,30 @@ from affectkit.training.losses import multitask_loss
 RESUME_KEY = "affectkit_resume"
 
 
+class EpochEndCallback(L.Callback):
+    """A callback that receives each finished training epoch once the module has logged all its metrics.
+
+    Lightning runs callbacks' ``on_train_epoch_end`` before the module's, when the epoch's train metrics are not
+    logged yet; the module calls ``write_epoch`` on every callback of this type at the end of its own hook.
+    """
+
+    def write_epoch(self, trainer: L.Trainer, module: AffectModule) -> None:
+        raise NotImplementedError
+
+
 class AffectModule(L.LightningModule):
     """Wraps an ``AffectModel``; ``config`` is a plain dict of `TrainConfig` fields (saved as hyper-parameters)."""
 
     def __init__(self, config: dict[str, Any], class_weight: list[float] | None = None,
-                 preprocess: dict[str, Any] | None = None, heads: dict[str, bool] | None = None):
+                 preprocess: dict[str, Any] | None = None, heads: dict[str, bool] | None = None,
+                 tta: bool = False):
         """``preprocess`` (a stored ``Preprocess`` dict) restores a trained model's contract; None builds it from
-        ``config``. ``heads`` says which heads have labels and a loss weight (stored with the model)."""
+        ``config``. ``heads`` says which heads have labels and a loss weight (stored with the model). ``tta``:
+        validation and test average each prediction with that of the mirrored image (an evaluation choice, not
+        stored with the model)."""
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["tta"])
+        self.tta = bool(tta)
         from affectkit.models import create_model
         from affectkit.preprocess import Preprocess, heads_from_config
 
@@ -68,7 +83,7 @@ class AffectModule(L.LightningModule):
             return None
         x = self.prepare(batch["image"], train=stage == "train")
         logits, va = self(x)
-        if stage != "train" and getattr(self, "tta", False):
+        if stage != "train" and self.tta:
             # test-time augmentation: average with the mirrored face (faces are near-symmetric)
             logits_f, va_f = self(x.flip(-1))
             logits, va = (logits + logits_f) / 2, (va + va_f) / 2
@@ -179,9 +194,8 @@ class AffectModule(L.LightningModule):
     def on_train_epoch_end(self):
         self._log_train_losses()
         self._log_epoch("train")
-        # Callbacks' on_train_epoch_end runs before this hook, so the epoch row is handed over from here.
-        for cb in self.trainer.callbacks:
-            if hasattr(cb, "write_epoch"):
+        for cb in self.trainer.callbacks:  # see EpochEndCallback
+            if isinstance(cb, EpochEndCallback):
                 cb.write_epoch(self.trainer, self)
 
     def on_validation_epoch_end(self):
@@ -205,36 +219,16 @@ class AffectModule(L.LightningModule):
 
     # -- optimisation ------------------------------------------------------------------------------------
     def configure_optimizers(self):
-        c = self.cfg
-        head = [p for p in self.model.head.parameters()]
-        backbone = [p for p in self.model.backbone.parameters()]
-        groups = [{"params": backbone, "lr": c.lr * c.backbone_lr_mult}, {"params": head, "lr": c.lr}]
-        wd = c.weight_decay if c.weight_decay is not None else (0.05 if c.optimizer == "adamw" else 0.0)
-        if c.optimizer == "adam":
-            opt = torch.optim.Adam(groups, lr=c.lr, weight_decay=wd)
-        elif c.optimizer == "adamw":
-            opt = torch.optim.AdamW(groups, lr=c.lr, weight_decay=wd)
-        elif c.optimizer == "sgd":
-            opt = torch.optim.SGD(groups, lr=c.lr, momentum=0.9, nesterov=True, weight_decay=wd)
-        else:
-            raise ValueError(f"unknown optimizer {c.optimizer!r}: use adam, adamw or sgd")
-        if c.schedule == "none" and c.warmup_epochs <= 0:
+        from affectkit.training.optim import build_optimizer, build_scheduler, scheduled
+
+        opt = build_optimizer(self.model, self.cfg)
+        if not scheduled(self.cfg):
+            # estimated_stepping_batches builds the train loader, drawing from the RNG: only when a schedule
+            # needs it, so runs without one (and their exact resume) draw as they always did
             return opt
-        steps_per_epoch = max(1, self.trainer.estimated_stepping_batches // max(1, self.trainer.max_epochs))
         total = max(1, self.trainer.estimated_stepping_batches)
-        warm = int(c.warmup_epochs * steps_per_epoch)
-
-        def factor(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            if c.schedule == "cosine":
-                t = (step - warm) / max(1, total - warm)
-                return 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
-            if c.schedule == "step":
-                return c.step_gamma ** ((step // steps_per_epoch) // max(1, c.step_size))
-            return 1.0
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        sched = build_scheduler(opt, self.cfg, steps_per_epoch=total // max(1, self.trainer.max_epochs),
+                                total_steps=total)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

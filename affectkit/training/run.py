@@ -14,8 +14,10 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from affectkit.training.checkpoint import atomic_torch_save, check_resumable
+from affectkit.io import atomic_torch_save, atomic_write
+from affectkit.training.checkpoint import check_resumable
 from affectkit.training.config import ConfigError, TrainConfig, save_config
+from affectkit.training.module import EpochEndCallback
 
 # Set by the primary process so the ranks Lightning launches later find the same run folder.
 RUN_DIR_ENV = "AFFECTKIT_RUN_DIR"
@@ -64,7 +66,7 @@ EPOCH_COLUMNS = [
 ]
 
 
-class EpochMetricsWriter(Callback):
+class EpochMetricsWriter(EpochEndCallback):
     """Appends one row per epoch to ``metrics.csv`` and ``metrics.json`` in the run folder."""
 
     def __init__(self, run_dir: Path):
@@ -97,23 +99,17 @@ class EpochMetricsWriter(Callback):
             row["lr"] = float(opt.param_groups[-1]["lr"])
         row["time_s"] = round(time.time() - self._t0, 3)
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
-        _atomic_write(self.json, json.dumps(self.rows, indent=1, allow_nan=True))
+        atomic_write(self.json, json.dumps(self.rows, indent=1, allow_nan=True))
         lines = [",".join(EPOCH_COLUMNS)]
         for r in self.rows:
             lines.append(",".join("" if r.get(c) is None else _fmt(r[c]) for c in EPOCH_COLUMNS))
-        _atomic_write(self.csv, "\n".join(lines) + "\n")
+        atomic_write(self.csv, "\n".join(lines) + "\n")
 
 
 def _fmt(v) -> str:
     if isinstance(v, float):
         return "nan" if math.isnan(v) else f"{v:.6g}"
     return str(v)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def free_folder(base: Path) -> Path:
@@ -192,8 +188,6 @@ def discard_unstarted_run(run: Path, created: list[Path]) -> None:
     for folder in (run, ckpt):
         for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
             tmp.unlink(missing_ok=True)
-    for tmp in [*run.glob(".split.*.json"), *run.glob(".config.*.yaml")]:
-        tmp.unlink(missing_ok=True)
     for folder in (ckpt, *reversed(created)):
         try:
             folder.rmdir()  # only if empty
@@ -268,7 +262,7 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
         changes["expression_loss"] = "soft_ce"
     if cfg.precision == "auto":
         changes["precision"] = default_precision(cfg.accelerator)
-    return cfg.updated(**changes) if changes else cfg.model_copy()
+    return cfg.updated(**changes) if changes else cfg.model_copy(deep=True)  # never shares a list or dict
 
 
 def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: bool) -> None:
@@ -282,13 +276,9 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
 
     split_path = run / "split.json"
     if primary and not split_path.is_file():
-        tmp = run / f".split.{os.getpid()}.json"
-        save_split(split, tmp)
-        os.replace(tmp, split_path)  # ranks started by torchrun may read it at any moment
+        save_split(split, split_path)  # atomic: ranks started by torchrun may read it at any moment
     if primary:
-        tmp = run / f".config.{os.getpid()}.yaml"
-        save_config(cfg, tmp)
-        os.replace(tmp, run / "config.yaml")
+        save_config(cfg, run / "config.yaml")
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     # The preprocessing contract is fixed here, once, and travels with every checkpoint of the run.
@@ -328,7 +318,7 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
         log_every_n_steps=10, plugins=[AtomicCheckpointIO()],
     )
     if resume:
-        check_resumable(ckpt_dir / "last.ckpt", cfg.backbone)
+        check_resumable(ckpt_dir / "last.ckpt", cfg.backbone, cfg.decay_norm_bias)
     t0 = time.time()
     with warnings.catch_warnings():
         quiet_lightning()
@@ -348,7 +338,7 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
         prev = run / "train_summary.json"
         if resume and prev.is_file():
             summary["wall_time_s"] += json.loads(prev.read_text()).get("wall_time_s", 0)
-        _atomic_write(prev, json.dumps(summary, indent=1))
+        atomic_write(prev, json.dumps(summary, indent=1))
 
 
 def trained_heads(cfg: TrainConfig, train_set) -> dict[str, bool]:

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from affectkit.data.images import IMAGE_EXTENSIONS  # noqa: F401  (the readers import it from here)
 from affectkit.data.records import Records, Sample
 from affectkit.labels import AFFECTNET_INVALID_VA, AFFECTNET_NON_EXPRESSION, NUM_EXPRESSIONS, expression_id
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"})
 # Beyond this many per-file warnings in one read, the rest are summed up in one closing warning.
 MAX_FILE_WARNINGS = 20
 
