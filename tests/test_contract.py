@@ -10,6 +10,8 @@ import csv
 import json
 import os
 import shutil
+import subprocess
+import sys
 import urllib.request
 import uuid
 from pathlib import Path
@@ -224,3 +226,38 @@ def test_ferplus_valid_agreement(ferplus_root, tmp_path):
     assert_agree(ref, {k: probs_of(r) for k, r in pred.items()}, "FER+ Valid predict --no-detect")
     assert all(r["valence"] == "" and r["arousal"] == "" for r in pred.values())
     shutil.rmtree(root)
+
+
+def test_int8_export_predicts_like_the_float_model(trained):
+    """`export --quantize int8` (calibrated on the run's training images) -> `predict --backend onnx`: the
+    int8 model is a real quantized graph, smaller, with the same metadata, and close to evaluation's
+    probabilities."""
+    import onnx
+
+    d, ref = trained
+    ak("export", "run", "--out", "fp32.onnx", cwd=d)
+    ak("export", "run", "--out", "int8.onnx", "--quantize", "int8", "--calibration-size", 64, cwd=d)
+    proto = onnx.load(str(d / "int8.onnx"))
+    ops = [n.op_type for n in proto.graph.node]
+    assert ops.count("QuantizeLinear") >= 10 and ops.count("DequantizeLinear") >= 10
+    first_conv = next(n for n in proto.graph.node if n.op_type == "Conv")
+    producers = {o: n.op_type for n in proto.graph.node for o in n.output}
+    assert producers.get(first_conv.input[1]) != "DequantizeLinear", "the first convolution stays float"
+    assert (d / "int8.onnx").stat().st_size < 0.5 * (d / "fp32.onnx").stat().st_size
+    from affectkit.inference.export import read_onnx_metadata
+
+    meta = read_onnx_metadata(d / "int8.onnx")
+    assert meta["quantized"] == "int8" and meta["preprocess"]["input_size"] == SIZE
+    ak("predict", "int8.onnx", *ref, "--no-detect", "--backend", "onnx", "--out", "int8.csv", cwd=d)
+    got = read_rows(d / "int8.csv")
+    diffs = [abs(float(got[k][f"prob_{n}"]) - float(ref[k][f"prob_{n}"])) for k in ref for n in EXPRESSIONS]
+    assert np.mean(diffs) <= 0.03, f"int8 probabilities differ from fp32 by {np.mean(diffs):.3f} on average"
+
+
+def test_int8_export_refuses_bad_calibration(trained, tmp_path):
+    d, _ = trained
+    res = subprocess.run([sys.executable, "-m", "affectkit.cli", "export", str(d / "run"), "--out",
+                          str(tmp_path / "q.onnx"), "--quantize", "int8", "--calibration-size", "0"],
+                         capture_output=True, text=True)
+    assert res.returncode == 2 and "calibration_size" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "q.onnx").exists()

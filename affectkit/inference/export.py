@@ -38,7 +38,7 @@ def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17, quantize: st
         raise ValueError(f"calibration_size must be >= 1, got {calibration_size}")
     require("onnx", "ONNX export", only=("onnx",))  # before the model is loaded
     if quantize:
-        require("onnxruntime", "int8 quantization", only=("onnx",))
+        require("onnx", "int8 quantization", only=("onnxruntime",))
     model, meta = load_model(ckpt)
     kw = dict(preprocess=meta["contract"], backbone=meta.get("backbone"), opset=opset, heads=meta["heads"])
     if quantize is None:
