@@ -22,6 +22,62 @@ DEMO_BACKBONES = ("vgg16_bn", "resnet50")
 TARGETS = {"accuracy": 0.80, "valence_ccc": 0.70, "arousal_ccc": 0.70}
 
 
+def step_rates(cfg, steps: int = 3) -> tuple[float, float]:
+    """(training, inference) images/s of ``cfg``'s model on this machine: a few real optimisation steps and
+    forward passes on random inputs, with the precision and memory layout training will use."""
+    import contextlib
+
+    import torch
+
+    from affectkit.training.module import AffectModule
+    from affectkit.training.run import resolve_config
+
+    cfg = resolve_config(cfg)
+    model = AffectModule(cfg.to_dict()).model
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    bf16 = cfg.precision.startswith("bf16")
+
+    def autocast():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    def train_step():
+        with autocast():
+            logits, va = model(x)
+        (logits.float().logsumexp(1).mean() + va.float().square().mean()).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    def infer_step():
+        with torch.no_grad(), autocast():
+            model(x)
+
+    rates = []
+    for step in (train_step, infer_step):
+        step()  # first call: kernel selection and allocation
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            step()
+        rates.append(steps * cfg.batch_size / (time.perf_counter() - t0))
+    return rates[0], rates[1]
+
+
+def estimate_seconds(rates: dict[str, tuple[float, float]], n: int, epochs: int, test_size: float,
+                     val_size: float) -> float:
+    """Training (each epoch: the training part forward and backward, the validation part forward) plus the
+    test evaluation, for every model, from ``step_rates``; reports and start-up add a few seconds each."""
+    n_test = n * test_size
+    n_val = (n - n_test) * val_size
+    n_train = n - n_test - n_val
+    return sum(epochs * (n_train / tr + n_val / inf) + n_test / inf + 10.0 for tr, inf in rates.values())
+
+
+def minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)} min {int(seconds % 60)} s"
+
+
 def config_path(name: str) -> Path:
     return Path(str(resources.files("affectkit") / "configs" / f"{name}.yaml"))
 
@@ -31,10 +87,11 @@ def run_demo(out: str | Path = "affectkit_demo", n: int | None = None, size: int
              verbose: bool = True) -> dict:
     from affectkit.data.synth import generate
     from affectkit.evaluation import evaluate
+    from affectkit.machine import describe
     from affectkit.report.compare import compare_runs
     from affectkit.report.writer import write_report
     from affectkit.training.config import load_config
-    from affectkit.training.run import free_folder, train
+    from affectkit.training.run import default_precision, free_folder, train
 
     say = print if verbose else (lambda *a, **k: None)
     requested = Path(out)
@@ -50,11 +107,18 @@ def run_demo(out: str | Path = "affectkit_demo", n: int | None = None, size: int
     generate(data, n, seed=seed, size=size, difficulty=difficulty)
     runs = []
     results = {}
-    for i, bb in enumerate(backbones or DEMO_BACKBONES):
-        say(f"[2/4] training {bb} ({i + 1}/{len(backbones or DEMO_BACKBONES)})")
-        cfg = load_config(config_path("demo"), data=str(data), backbone=bb, name=bb, image_size=size,
-                          epochs=epochs, seed=seed)
-        run = train(cfg, out=out / "runs" / bb.replace(":", "_"))
+    backbones = list(backbones or DEMO_BACKBONES)
+    cfgs = {bb: load_config(config_path("demo"), data=str(data), backbone=bb, name=bb, image_size=size,
+                            epochs=epochs, seed=seed) for bb in backbones}
+    rates = {bb: step_rates(cfg) for bb, cfg in cfgs.items()}
+    first = next(iter(cfgs.values()))
+    estimate = time.time() - t0 + estimate_seconds(rates, n, first.epochs, first.test_size, first.val_size)
+    say(f"      this CPU trains {', '.join(f'{bb} at {r[0]:.0f} images/s' for bb, r in rates.items())} "
+        f"({first.precision if first.precision != 'auto' else default_precision(first.accelerator)}): "
+        f"the demo should take about {minutes(estimate)} in all")
+    for i, bb in enumerate(backbones):
+        say(f"[2/4] training {bb} ({i + 1}/{len(backbones)})")
+        run = train(cfgs[bb], out=out / "runs" / bb.replace(":", "_"))
         say(f"[3/4] evaluating {bb} on the held-out test split")
         res = evaluate(run, split="test")
         write_report(run)
@@ -62,7 +126,8 @@ def run_demo(out: str | Path = "affectkit_demo", n: int | None = None, size: int
         results[bb] = res
     say("[4/4] comparing")
     paths = compare_runs(runs, out / "comparison")
-    summary = {"out": str(out), "wall_time_s": round(time.time() - t0, 1), "models": {}}
+    summary = {"out": str(out), "wall_time_s": round(time.time() - t0, 1), "estimated_s": round(estimate, 1),
+               "machine": describe(), "models": {}}
     for bb, r in results.items():
         figures = {"accuracy": r.get("accuracy"), "f1_macro": r.get("f1_macro"),
                    "valence_ccc": (r.get("valence") or {}).get("ccc"), "arousal_ccc": (r.get("arousal") or {}).get("ccc"),
@@ -80,5 +145,6 @@ def run_demo(out: str | Path = "affectkit_demo", n: int | None = None, size: int
         for w in f["warnings"]:
             say(f"  WARNING {bb}: {w}")
     say(f"reports: {', '.join(str(r / 'report' / 'index.html') for r in runs)}")
-    say(f"comparison: {out / 'comparison'}  (total {summary['wall_time_s']:.0f}s)")
+    say(f"comparison: {out / 'comparison'}")
+    say(f"the demo took {minutes(summary['wall_time_s'])} on this machine ({describe()})")
     return summary

@@ -7,6 +7,7 @@ Without ``--ckpt`` a random-weight model of ``--backbone`` is used (throughput d
 """
 from __future__ import annotations
 
+
 import argparse
 import os
 import shutil
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from affectkit.machine import describe
 
 
 def make_crops(folder: Path, n: int, size: int, seed: int = 0) -> list[Path]:
@@ -77,6 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=None, help="torch/onnxruntime intra-op threads")
     args = ap.parse_args(argv)
+    print(describe(), flush=True)
 
     import torch
 

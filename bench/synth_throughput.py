@@ -1,6 +1,7 @@
 """Throughput of the synthetic face generator: images written per second (render + JPEG + annotations)."""
 from __future__ import annotations
 
+
 import argparse
 import os
 import shutil
@@ -8,6 +9,7 @@ import tempfile
 import time
 
 from affectkit.data.synth import generate
+from affectkit.machine import describe
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -17,6 +19,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=None, help="default: the usable CPUs")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    print(describe(), flush=True)
     workers = args.workers or len(os.sched_getaffinity(0))
     tmp = tempfile.mkdtemp(prefix="synth_bench_")
     try:

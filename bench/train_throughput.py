@@ -21,6 +21,7 @@ Throughput depends on every other process on the machine: the load average is pr
 """
 from __future__ import annotations
 
+
 import argparse
 import os
 import statistics
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from affectkit.machine import describe
 
 
 def load_avg() -> str:
@@ -275,6 +277,7 @@ def main(argv=None):
     ap.add_argument("--model-steps", type=int, default=None, help="steps timed for (a) (default: as --steps)")
     ap.add_argument("--data", default=None, help="reuse this synth folder instead of generating one")
     args = ap.parse_args(argv)
+    print(describe(), flush=True)
 
     from affectkit.data.synth import generate
     from affectkit.training.run import default_precision
