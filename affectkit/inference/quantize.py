@@ -2,13 +2,16 @@
 
 Settings follow ONNX Runtime's guidance for CPU inference: QDQ format, uint8 activations, int8 per-channel
 weights, and ``reduce_range`` (7-bit weights) so one file is safe on every x86 CPU — without VNNI (most AVX2
-machines) 8-bit products can saturate. Only convolutions and fully connected layers are quantized, and not the
-first convolution: on the FER+ EfficientNet-Lite0 model (1,000 FER2013Valid faces, fp32 0.792) quantizing every
-supported op gave 0.715 — the residual ``Add``s and the input's per-tensor uint8 range (three differently
-normalised channels in one scale) cost most of it — while this selection (with the ReLU6 ``Clip``s, which fold
-into the convolutions' int8 kernels) gave 0.791, at 1.5x the fp32 model's faces/s (Intel Xeon, AVX-512 VNNI). The float model is exported first and kept beside the int8 one only
-while quantizing; the int8 file carries the same affectkit metadata (plus ``"quantized": "int8"``), so
-``Predictor`` / ``predict`` / ``serve`` use it like any exported model.
+machines) 8-bit products can saturate.
+
+Only convolutions, fully connected layers and the ReLU/ReLU6 after them (which fold into the convolutions' int8
+kernels) are quantized, and not the first convolution. On the FER+ EfficientNet-Lite0 model (1,000
+FER2013Valid faces, fp32 accuracy 0.792), quantizing every supported op gave 0.715 — the residual ``Add``s and
+the input's per-tensor uint8 range (three differently normalised channels in one scale) cost most of it —
+while this selection gave 0.791.
+
+The float model is exported to a temporary file first; the int8 file carries the same affectkit metadata (plus
+``"quantized": "int8"``), so ``Predictor`` / ``predict`` / ``serve`` use it like any exported model.
 """
 from __future__ import annotations
 
