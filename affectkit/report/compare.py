@@ -130,7 +130,7 @@ def _labels(runs: Sequence[RunData]) -> list[str]:
     """Model names; for evaluation files, dataset names (prefixed by the model when several models show)."""
     if not any(hasattr(r, "source") for r in runs):
         return _column_names(runs)
-    models = {str(r.run_dir.resolve()) for r in runs}
+    models = {str((r.metrics or {}).get("checkpoint") or r.run_dir.resolve()) for r in runs}  # same model?
     labels = [_dataset_label(r) if len(models) == 1 else f"{r.display_name} · {_dataset_label(r)}" for r in runs]
     seen: Counter = Counter()
     out = []
