@@ -40,7 +40,7 @@ def cmd_data_summary(a):
 
 _TRAIN_FLAGS = {
     # flag: (type, help)
-    "data": (str, "dataset folder (layout detected automatically)"),
+    "data": (str, "dataset folder (layout detected automatically); repeat for one run over several datasets"),
     "format": (str, "force a dataset layout (ferplus, affectnet_npy, fer2013_csv, rafdb, ckplus, ...: see README)"),
     "split_by": (str, "auto (whole subjects/clips/videos per split part when the dataset names them), group, none"),
     "backbone": (str, "vgg16, resnet50, mobilenet_v2, efficientnet_lite0, timm:<name>, ..."),
@@ -72,6 +72,8 @@ def cmd_train(a):
 
     over = {k: getattr(a, k) for k in _TRAIN_FLAGS}
     over["devices"] = _devices(over["devices"])
+    if over["data"] is not None and len(over["data"]) == 1:
+        over["data"] = over["data"][0]  # one --data: the single-dataset run, as always
     for flag in ("deterministic", "numeric_classes"):
         if getattr(a, flag):
             over[flag] = True
@@ -94,14 +96,19 @@ def cmd_evaluate(a):
     res = evaluate(a.run, data=a.data, format=a.format, split=a.split, out=a.out, tta=a.tta,
                    batch_size=a.batch_size, devices=_devices(a.devices) or 1, strategy=a.strategy,
                    num_nodes=a.num_nodes, progress=True, precision=a.precision,
-                   numeric_classes=a.numeric_classes or None)
+                   numeric_classes=a.numeric_classes or None, restrict_classes=a.restrict_classes)
     if not _primary():
         return
     keys = ["n", "accuracy", "f1_macro", "kappa", "krippendorff_alpha", "auc_roc", "auc_pr"]
+    keys += [k for k in ("accuracy_restricted", "accuracy_unrestricted") if k in res]
     print(json.dumps({k: res.get(k) for k in keys} | {"valence": res.get("valence"), "arousal": res.get("arousal"),
                                                       "warnings": res.get("warnings")}, indent=1))
     if res.get("heads_note"):
         print(f"note: {res['heads_note']}")
+    ds = res.get("dataset") or {}
+    if ds.get("absent_classes"):
+        print(f"dataset classes: {', '.join(ds['classes'])} (absent: {', '.join(ds['absent_classes'])}; "
+              f"{'predictions restricted to them' if ds.get('restricted') else 'see accuracy_restricted'})")
     if res.get("metrics_path"):
         print(f"metrics: {res['metrics_path']}")
 
@@ -113,9 +120,9 @@ def cmd_report(a):
 
 
 def cmd_compare(a):
-    from affectkit.report.compare import compare_runs
+    from affectkit.report.compare import compare_runs, evaluations_of
 
-    paths = compare_runs(a.runs, a.out, split=a.split)
+    paths = compare_runs(evaluations_of(a.runs) if a.evals else a.runs, a.out, split=a.split)
     md = Path(paths["md"]) if "md" in paths else None
     if md and md.is_file():
         print(md.read_text())
@@ -205,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", default=None, help="YAML config; flags override it")
     t.add_argument("--out", default=None, help="run folder (default runs/<name>)")
     for flag, (typ, hlp) in _TRAIN_FLAGS.items():
-        t.add_argument("--" + flag.replace("_", "-"), dest=flag, type=typ, default=None, help=hlp)
+        many = {"action": "append"} if flag == "data" else {}  # several --data: one run over several datasets
+        t.add_argument("--" + flag.replace("_", "-"), dest=flag, type=typ, default=None, help=hlp, **many)
     t.add_argument("--deterministic", action="store_true")
     t.add_argument("--numeric-classes", action="store_true", help=_NUMERIC_HELP)
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
@@ -217,7 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", default=None)
     e.add_argument("--format", default=None)
     e.add_argument("--numeric-classes", action="store_true", help=_NUMERIC_HELP)
-    e.add_argument("--split", default="test")
+    e.add_argument("--split", default="test", help="test (default), val, or all (every usable sample)")
+    e.add_argument("--restrict-classes", action="store_true",
+                   help="predict among the dataset's classes only (absent classes' probabilities zeroed)")
     e.add_argument("--out", default=None, help="metrics JSON path")
     e.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
     e.add_argument("--batch-size", type=int, default=64)
@@ -233,8 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--split", default="test")
     r.set_defaults(fn=cmd_report)
 
-    c = sub.add_parser("compare", help="side-by-side table of several runs")
-    c.add_argument("runs", nargs="+")
+    c = sub.add_parser("compare", help="side-by-side table of several runs, or of one model on several datasets")
+    c.add_argument("runs", nargs="+", help="run folders, or evaluation files RUN/eval/<name>_metrics.json "
+                                           "(columns named by dataset)")
+    c.add_argument("--evals", action="store_true", help="one column per evaluation of each run (every dataset "
+                                                        "it was evaluated on)")
     c.add_argument("--out", default="comparison")
     c.add_argument("--split", default="test")
     c.set_defaults(fn=cmd_compare)

@@ -10,7 +10,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 
-THUMBS_PER_CLASS = 4
 MAX_THUMBS = 32
 
 
@@ -28,26 +27,99 @@ def _jsonable(obj):
     return obj
 
 
-def pick_thumbs(y_true: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Indices for the sample grid: up to 4 per class, so every expression shows, then random fill."""
+def _by_class(candidates: np.ndarray, y_true: np.ndarray, limit: int, rng: np.random.Generator) -> list[int]:
+    """Up to ``limit`` of ``candidates`` spread over their true classes: one of each class in turn."""
+    order = rng.permutation(candidates)
+    rank = np.zeros(len(order), dtype=np.int64)
+    seen: dict[int, int] = {}
+    for i, c in enumerate(y_true[order].tolist()):
+        rank[i] = seen[c] = seen.get(c, -1) + 1
+    return order[np.argsort(rank, kind="stable")][:limit].tolist()
+
+
+def pick_thumbs(y_true: np.ndarray, y_pred: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """Indices for the sample grid (at most ``MAX_THUMBS``), errors first.
+
+    With ``y_pred``, the model's errors (labelled samples predicted wrong) fill up to half the grid, spread over
+    the true classes, so a 99 %-accurate model still shows what it gets wrong. The rest are correct (or
+    unlabelled) samples, one of each class in turn so every expression shows; when those run out, more errors
+    fill the grid.
+    """
     rng = np.random.default_rng(seed)
-    picked: list[int] = []
-    for c in range(8):
-        idx = np.flatnonzero(y_true == c)
-        picked.extend(rng.permutation(idx)[:THUMBS_PER_CLASS].tolist())
-    rest = np.setdiff1d(np.arange(len(y_true)), picked)
-    picked.extend(rng.permutation(rest)[: max(0, MAX_THUMBS - len(picked))].tolist())
-    return np.asarray(sorted(picked[:MAX_THUMBS]), dtype=np.int64)
+    y_true = np.asarray(y_true)
+    size = min(MAX_THUMBS, len(y_true))
+    wrong = np.zeros(len(y_true), dtype=bool)
+    if y_pred is not None:
+        wrong = (y_true >= 0) & (np.asarray(y_pred) != y_true)
+    errors = _by_class(np.flatnonzero(wrong), y_true, size // 2, rng)
+    picked = _by_class(np.flatnonzero(~wrong), y_true, size - len(errors), rng)
+    more = np.setdiff1d(np.flatnonzero(wrong), errors)
+    errors.extend(rng.permutation(more)[: size - len(errors) - len(picked)].tolist())
+    return np.asarray(sorted(errors) + sorted(picked), dtype=np.int64)
 
 
 PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}
+
+
+def _eval_records(cfg: dict, data, format, label_mode, numeric_classes):
+    """(records, data as shown, whether it is (part of) the run's own data, the dataset's name unless it is all
+    of the run's data: it names the output files). A multi-dataset run's data is all its
+    datasets (keys prefixed as in training), or the one of them ``data`` names."""
+    from affectkit.data import read_dataset
+    from affectkit.data.sources import combine, data_sources, is_multi, read_sources
+
+    run_data = cfg.get("data")
+    read_kw = dict(label_mode=label_mode or cfg.get("label_mode", "majority"),
+                   peak_frames=cfg.get("ckplus_peak_frames", 3))
+    if is_multi(run_data):
+        sources = data_sources(run_data, cfg.get("format"))
+        if data is not None:
+            sources = [s for s in sources if Path(s.path).resolve() == Path(data).resolve()]
+        if sources:
+            nc = bool(cfg.get("numeric_classes")) if numeric_classes is None else numeric_classes
+            records = combine(read_sources(sources, numeric_classes=nc, **read_kw))
+            if data is not None:  # one of the run's datasets: named as such (its keys keep their prefix)
+                return records, str(data), True, sources[0].name
+            return records, "+".join(s.name for s in sources), True, None
+        run_data = None
+    data = str(data) if data is not None else run_data
+    if data is None:
+        raise ValueError("no data given: pass --data PATH")
+    same_data = run_data is not None and Path(data).resolve() == Path(run_data).resolve()
+    if numeric_classes is None:
+        numeric_classes = bool(cfg.get("numeric_classes")) and same_data and format in (None, "image_folder")
+    records = read_dataset(data, format=format or (cfg.get("format") if same_data else None),
+                           numeric_classes=numeric_classes, **read_kw)
+    return records, data, same_data, None if same_data else Path(data).resolve().name
+
+
+def _eval_parts(records, split: str, run_dir: Path | None, cfg: dict, same_data: bool) -> dict[str, list[str]]:
+    """The keys of each part: every sample (``all``), the run's saved split on its own data, the dataset's
+    own part (it needs none of the others: a FER+ copy holding only FER2013Test is fine), else a fresh split."""
+    from affectkit.data.splits import defined_part, load_split, make_split
+    from affectkit.data.sources import is_multi
+
+    if split == "all":
+        return {"all": [s.key for s in records.samples]}
+    if run_dir is not None and (run_dir / "split.json").is_file():
+        parts = load_split(run_dir / "split.json")
+        if is_multi(cfg.get("data")):  # the datasets read may be a subset of the run's
+            have = {s.key for s in records.samples}
+            parts = {k: [key for key in v if key in have] for k, v in parts.items()}
+        return parts
+    # the dataset's own val/test are what make_split would give too (its train may lose the carved val)
+    own = defined_part(records, split) if split in ("val", "test") else None
+    if own:
+        return {split: own}
+    return make_split(records, test_size=cfg.get("test_size", 0.2), val_size=cfg.get("val_size", 0.1),
+                      seed=cfg.get("seed", 0), split_by=cfg.get("split_by", "auto") if same_data else "auto")
 
 
 def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: str | None = None,
              split: str = "test", out: str | Path | None = None, tta: bool = False, batch_size: int = 64,
              devices: Any = 1, strategy: str = "auto", accelerator: str = "auto", num_nodes: int = 1,
              label_mode: str | None = None, progress: bool = False, precision: str = "fp32",
-             numeric_classes: bool | None = None) -> dict[str, Any]:
+             numeric_classes: bool | None = None, restrict_classes: bool = False) -> dict[str, Any]:
     """Metrics of a checkpoint on one split of a dataset.
 
     ``run_or_ckpt`` is a run folder (its best checkpoint and its saved split are used) or a ``.ckpt`` file. The
@@ -59,12 +131,16 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
     valence, arousal — the columns of ``predict``). Returns the metrics dict: classification keys at top level,
     ``valence`` and ``arousal`` objects (None for heads the model was not trained for), ``n``, ``heads`` and
     ``warnings`` (collapse checks). ``numeric_classes`` is ``read_dataset``'s (default: the run's, on its data).
+
+    Another dataset may label fewer classes or heads: ``dataset`` in the metrics names its classes and heads,
+    heads it lacks get no metrics, and ``accuracy_restricted`` (predictions restricted to its classes) is added
+    when it lacks classes; ``restrict_classes`` makes the restricted predictions the primary ones (see
+    ``affectkit.scope``). Its results default to ``<run>/eval/<dataset>-<split>_metrics.json``.
     """
     from affectkit.collapse import detect_collapse
-    from affectkit.data import read_dataset
     from affectkit.data.module import AffectDataModule
-    from affectkit.data.splits import load_split, make_split
     from affectkit.preprocess import describe_heads, restore
+    from affectkit.scope import apply_scope, dataset_scope
     from affectkit.training.checkpoint import META_KEY, load_strict, read_checkpoint, resolve_checkpoint
     from affectkit.training.module import AffectModule
     from affectkit.training.run import quiet_lightning
@@ -86,24 +162,11 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
         raise ValueError(f"{ckpt_path}: the checkpoint carries no training config; evaluate needs one written by "
                          "affectkit train")
     contract, heads = restore(meta)
-    data = str(data) if data is not None else cfg.get("data")
-    if data is None:
-        raise ValueError("no data given: pass --data PATH")
-    same_data = cfg.get("data") is not None and Path(data).resolve() == Path(cfg["data"]).resolve()
-    if numeric_classes is None:
-        numeric_classes = bool(cfg.get("numeric_classes")) and same_data and format in (None, "image_folder")
-    records = read_dataset(data, format=format or (cfg.get("format") if same_data else None),
-                           label_mode=label_mode or cfg.get("label_mode", "majority"),
-                           numeric_classes=numeric_classes, peak_frames=cfg.get("ckplus_peak_frames", 3))
-    if split == "all":
-        parts = {"all": [s.key for s in records.samples]}
-    elif same_data and run_dir is not None and (run_dir / "split.json").is_file():
-        parts = load_split(run_dir / "split.json")
-    else:
-        parts = make_split(records, test_size=cfg.get("test_size", 0.2), val_size=cfg.get("val_size", 0.1),
-                           seed=cfg.get("seed", 0), split_by=cfg.get("split_by", "auto") if same_data else "auto")
+    records, data, same_data, name = _eval_records(cfg, data, format, label_mode, numeric_classes)
+    parts = _eval_parts(records, split, run_dir if same_data else None, cfg, same_data)
     if split not in parts or not parts[split]:
         raise ValueError(f"{data}: no '{split}' part (have: {', '.join(k for k, v in parts.items() if v)})")
+    scope = dataset_scope(records.samples, data, records.format, split, name)
     parts = {"test": parts[split]}
 
     cfg["weights"] = "none"  # weights come from the checkpoint
@@ -119,7 +182,9 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
         trainer.test(module, datamodule=dm, verbose=False)
     res = module.test_results
     arrays = res.pop("_arrays")
-    probs, va = arrays["probs"], arrays["va"]
+    # the reported predictions: restricted to the dataset's classes with restrict_classes
+    arrays["probs"] = probs = apply_scope(res, arrays, scope, restrict_classes)
+    va = arrays["va"]
     # a head never trained (no labels in the split, or loss weight 0, as on FER+) is not a collapse
     for key in ("valence", "arousal"):  # an untrained head's output is noise: no metrics for it
         if not heads[key]:
@@ -132,28 +197,37 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
             warnings.warn(f"collapse check: {w}", stacklevel=2)
     res.update({"split": split, "checkpoint": str(ckpt_path), "data": str(data), "tta": tta,
                 "backbone": cfg.get("backbone"), "precision": precision, "heads": heads,
-                "heads_note": describe_heads(heads), "preprocess": contract.to_dict()})
+                "heads_note": describe_heads(heads), "preprocess": contract.to_dict(), "dataset": scope})
     res = _jsonable(res)
     if trainer.is_global_zero:
-        out_json = Path(out) if out else ((run_dir or ckpt_path.parent) / "eval" / f"{split}_metrics.json")
-        out_json.parent.mkdir(parents=True, exist_ok=True)
-        out_json.write_text(json.dumps(res, indent=1))
-        ds = dm.datasets["test"]
-        thumb_index = pick_thumbs(arrays["expression"])
-        thumbs = np.stack([ds.samples_image(int(i)) for i in arrays["index"][thumb_index]]) if len(thumb_index) else \
-            np.zeros((0, cfg["image_size"], cfg["image_size"], 3), np.uint8)
-        stem = out_json.name[:-len("_metrics.json")] if out_json.name.endswith("_metrics.json") else out_json.stem
-        write_predictions_csv(out_json.with_name(f"{stem}_predictions.csv"), ds, arrays, heads)
-        np.savez_compressed(
-            out_json.with_name(f"{stem}_predictions.npz"),
-            keys=np.array([ds.samples[int(i)].key for i in arrays["index"]]), y_true=arrays["expression"],
-            y_prob=probs, valence_true=arrays["valence"], arousal_true=arrays["arousal"], thumbs=thumbs,
-            # an untrained head's output is noise: NaN, so reports draw no circumplex and print no number
-            valence_pred=va[:, 0] if heads["valence"] else np.full(len(va), np.nan),
-            arousal_pred=va[:, 1] if heads["arousal"] else np.full(len(va), np.nan), thumb_index=thumb_index,
-        )
+        # another dataset's results go beside the run's own, never over them
+        stem = split if name is None else f"{name}-{split}"
+        out_json = Path(out) if out else ((run_dir or ckpt_path.parent) / "eval" / f"{stem}_metrics.json")
+        _write_outputs(out_json, res, dm.datasets["test"], arrays, heads, cfg["image_size"])
         res["metrics_path"] = str(out_json)
     return res
+
+
+def _write_outputs(out_json: Path, res: dict, ds, arrays: dict[str, np.ndarray], heads: dict[str, bool],
+                   image_size: int) -> None:
+    """The metrics JSON, the per-image CSV and the report's ``.npz`` (arrays and the sample grid)."""
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    out_json.write_text(json.dumps(res, indent=1))
+    probs, va = arrays["probs"], arrays["va"]
+    predicted = probs.argmax(1) if heads["expression"] else None
+    thumb_index = pick_thumbs(arrays["expression"], predicted)
+    thumbs = np.stack([ds.samples_image(int(i)) for i in arrays["index"][thumb_index]]) if len(thumb_index) else \
+        np.zeros((0, image_size, image_size, 3), np.uint8)
+    stem = out_json.name[:-len("_metrics.json")] if out_json.name.endswith("_metrics.json") else out_json.stem
+    write_predictions_csv(out_json.with_name(f"{stem}_predictions.csv"), ds, arrays, heads)
+    np.savez_compressed(
+        out_json.with_name(f"{stem}_predictions.npz"),
+        keys=np.array([ds.samples[int(i)].key for i in arrays["index"]]), y_true=arrays["expression"],
+        y_prob=probs, valence_true=arrays["valence"], arousal_true=arrays["arousal"], thumbs=thumbs,
+        # an untrained head's output is noise: NaN, so reports draw no circumplex and print no number
+        valence_pred=va[:, 0] if heads["valence"] else np.full(len(va), np.nan),
+        arousal_pred=va[:, 1] if heads["arousal"] else np.full(len(va), np.nan), thumb_index=thumb_index,
+    )
 
 
 def write_predictions_csv(path: Path, ds, arrays: dict[str, np.ndarray], heads: dict[str, bool]) -> Path:

@@ -95,7 +95,10 @@ class AffectDataModule(L.LightningDataModule):
 
     def __init__(self, records: Records, split: dict[str, list[str]], image_size=224, batch_size: int = 32,
                  cache: bool = True, num_workers: int = -1, balanced_sampling: bool = False, seed: int = 0,
-                 strict: bool = False, progress: bool = False, decode_device: str | None = None):
+                 strict: bool = False, progress: bool = False, decode_device: str | None = None,
+                 source_weights: dict[str, float] | None = None):
+        """``source_weights``: dataset name -> share of the training draws, for a multi-dataset run (keys
+        prefixed ``name/``; see ``affectkit.data.sources``)."""
         super().__init__()
         from affectkit.data.cache import as_preprocess
 
@@ -112,6 +115,7 @@ class AffectDataModule(L.LightningDataModule):
         self.strict = strict
         self.progress = progress
         self.decode_device = decode_device
+        self.source_weights = source_weights
         self.datasets: dict[str, AffectDataset] = {}
         self._named_bad_files = False
 
@@ -168,7 +172,12 @@ class AffectDataModule(L.LightningDataModule):
                   generator=torch.Generator().manual_seed(self.seed))
         if workers > 0:
             kw["prefetch_factor"] = 4
-        if train and self.balanced_sampling:
+        if train and self.source_weights:
+            from affectkit.data.sources import draw_weights
+
+            w = draw_weights([ds.samples[i] for i in ds.valid], self.source_weights, self.balanced_sampling)
+            kw["sampler"] = EpochWeightedSampler(torch.as_tensor(w), num_samples=len(ds), seed=self.seed)
+        elif train and self.balanced_sampling:
             exp = ds.labels["expression"][ds.valid]
             counts = Counter(exp.tolist())
             w = np.array([1.0 / counts[e] for e in exp])

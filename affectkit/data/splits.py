@@ -265,6 +265,21 @@ def make_split(
     return split
 
 
+def defined_part(records: Records, name: str) -> list[str] | None:
+    """Keys of the dataset's own split part ``name`` as `make_split` maps it (AffectNet's and Aff-Wild2's
+    published validation set is "test"), without needing the other parts: evaluating a folder that holds only
+    FER+'s ``FER2013Test`` needs no train split. None when the dataset does not define that part itself."""
+    samples = _samples(records)
+    defined = {s.split for s in samples if s.split is not None}
+    if not defined:
+        return None
+    source = name
+    if records.format in _TEST_FROM_VAL_FORMATS and "test" not in defined:
+        source = {"test": "val", "val": None}.get(name, name)  # their "val" is carved from train
+    keys = sorted(s.key for s in samples if source is not None and s.split == source)
+    return keys or None
+
+
 def _with_groups(split: Split, samples: Sequence[Sample]) -> Split:
     if any(s.group is not None for s in samples):
         split.info["groups"] = _groups_info(samples, split)

@@ -44,8 +44,14 @@ def calibration_faces(ckpt: str | Path, data: str | Path | None = None, n: int =
     source = data if data is not None else cfg.get("data")
     if source is None:
         raise ValueError(f"{ckpt_path}: the checkpoint names no training data; pass --calibration DATA")
-    records = read_dataset(source, format=cfg.get("format") if data is None else None,
-                           label_mode=cfg.get("label_mode", "majority"))
+    if data is None and isinstance(source, list):  # a multi-dataset run: its datasets, keys as in its split
+        from affectkit.data.sources import combine, data_sources, read_sources
+
+        records = combine(read_sources(data_sources(source, cfg.get("format")),
+                                       label_mode=cfg.get("label_mode", "majority")))
+    else:
+        records = read_dataset(source, format=cfg.get("format") if data is None else None,
+                               label_mode=cfg.get("label_mode", "majority"))
     run_split = ckpt_path.parent.parent / "split.json"
     if data is None and ckpt_path.parent.name == "checkpoints" and run_split.is_file():
         parts = load_split(run_split)

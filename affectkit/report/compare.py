@@ -1,4 +1,7 @@
-"""Side-by-side comparison of evaluated runs: one row per metric, one column per model.
+"""Side-by-side comparison of evaluated runs: one row per metric, one column per model (or per dataset).
+
+Columns are run folders (their ``eval/<split>_metrics.json``) or evaluation files themselves; evaluation files
+are named by their dataset, so one model evaluated on several datasets compares dataset by dataset.
 
 Best per row: higher is better, except RMSE where lower is better; ties are all marked; NaN is never best.
 The bookkeeping rows (n, epochs, training time) have no direction and are never marked.
@@ -63,11 +66,20 @@ def best_columns(values: dict[str, float], better: str | None) -> list[str]:
     return [k for k, v in finite.items() if math.isclose(v, target, rel_tol=1e-9, abs_tol=1e-12)]
 
 
+# Shown only when some column has it: the accuracy among a dataset's own classes (cross-dataset evaluations).
+OPTIONAL_ROWS: tuple[tuple[str, _Getter, str | None], ...] = (
+    ("Accuracy (dataset's classes)", lambda r: metric_value(r.metrics, "accuracy_restricted"), "higher"),
+)
+
+
 def _load_evaluated(run_dirs: Sequence[str | Path], split: str) -> list[RunData]:
     if not run_dirs:
         raise ValueError("compare needs at least one run folder")
     runs = []
     for d in run_dirs:
+        if Path(d).is_file():
+            runs.append(load_evaluation(d))
+            continue
         run = load_run(d, split)
         if run.metrics is None:
             raise FileNotFoundError(f"run {run.run_dir}: no evaluation metrics at {run.metrics_path} "
@@ -76,19 +88,77 @@ def _load_evaluated(run_dirs: Sequence[str | Path], split: str) -> list[RunData]
     return runs
 
 
+def load_evaluation(path: str | Path) -> RunData:
+    """One ``<name>_metrics.json`` written by ``evaluate`` (its run is the folder above ``eval/``)."""
+    path = Path(path)
+    if not path.name.endswith("_metrics.json"):
+        raise ValueError(f"{path}: not an evaluation file (<split>_metrics.json written by affectkit evaluate); "
+                         f"pass it or its run folder")
+    stem = path.name[: -len("_metrics.json")]
+    run = load_run(path.parent.parent if path.parent.name == "eval" else path.parent, stem)
+    if run.metrics_path.resolve() != path.resolve() or run.metrics is None:
+        from affectkit.report.load import _read_json
+
+        run.metrics = _read_json(path)
+        if not isinstance(run.metrics, dict):
+            raise ValueError(f"{path}: expected a JSON object")
+    run.source = path  # type: ignore[attr-defined]
+    return run
+
+
+def evaluations_of(run_dirs: Sequence[str | Path]) -> list[Path]:
+    """Every ``eval/*_metrics.json`` of each run folder (``compare --evals``): the run's own split first."""
+    files: list[Path] = []
+    for d in run_dirs:
+        found = sorted(Path(d).glob("eval/*_metrics.json"), key=lambda p: (p.name != "test_metrics.json", p.name))
+        if not found:
+            raise FileNotFoundError(f"run {d}: no evaluations in {Path(d) / 'eval'} (run affectkit evaluate first)")
+        files += found
+    return files
+
+
+def _dataset_label(run: RunData) -> str:
+    """A column named by the evaluated dataset: its name, with the split unless it is "test"."""
+    m = run.metrics or {}
+    ds = m.get("dataset") if isinstance(m.get("dataset"), dict) else {}
+    name = ds.get("name") or (Path(str(m["data"])).name if m.get("data") else run.run_dir.name)
+    split = ds.get("split") or m.get("split") or run.split
+    return name if split == "test" else f"{name} ({split})"
+
+
+def _labels(runs: Sequence[RunData]) -> list[str]:
+    """Model names; for evaluation files, dataset names (prefixed by the model when several models show)."""
+    if not any(hasattr(r, "source") for r in runs):
+        return _column_names(runs)
+    models = {str((r.metrics or {}).get("checkpoint") or r.run_dir.resolve()) for r in runs}  # same model?
+    labels = [_dataset_label(r) if len(models) == 1 else f"{r.display_name} · {_dataset_label(r)}" for r in runs]
+    seen: Counter = Counter()
+    out = []
+    for name in labels:
+        name = f"{name} (run)" if name in _RESERVED else name
+        seen[name] += 1
+        out.append(name if labels.count(name) == 1 else f"{name} #{seen[name]}")
+    return out
+
+
 def comparison_table(run_dirs: Sequence[str | Path], split: str = "test") -> list[dict[str, Any]]:
     """The comparison as rows, one dict per metric.
 
-    Each dict has ``"metric"`` (row label), ``"better"`` ("higher", "lower" or None), one key per model column
+    Each dict has ``"metric"`` (row label), ``"better"`` ("higher", "lower" or None), one key per column
     (float, NaN when absent) and ``"best"`` (list of the best columns). Column order is the order of
     ``run_dirs``; read it from ``columns(...)`` or from the dict keys between "better" and "best".
+    An entry of ``run_dirs`` is a run folder (its ``eval/<split>_metrics.json``) or an evaluation file itself
+    (``RUN/eval/<name>_metrics.json``): evaluation columns are named by dataset, so one model on several
+    datasets reads as one row per metric, one column per dataset.
     Raises FileNotFoundError naming the folder of a run without ``eval/<split>_metrics.json``.
     """
     runs = _load_evaluated(run_dirs, split)
-    cols = _column_names(runs)
+    cols = _labels(runs)
     table = []
-    for label, getter, better in METRIC_ROWS:
+    for label, getter, better in METRIC_ROWS[:1] + OPTIONAL_ROWS + METRIC_ROWS[1:]:  # beside accuracy
         values = {c: float(getter(r)) for c, r in zip(cols, runs)}
+        if (label, getter, better) in OPTIONAL_ROWS and not any(math.isfinite(v) for v in values.values()):
+            continue
         table.append({"metric": label, "better": better, **values, "best": best_columns(values, better)})
     return table
 
@@ -129,12 +199,14 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str
     rows = [[r["metric"].removesuffix(" (s)")] + [_display(r["metric"], r[c]) for c in cols] for r in table]
     bold = {(i, 1 + cols.index(c)) for i, r in enumerate(table) for c in r["best"]}
     folders = [[c, str(Path(d))] for c, d in zip(cols, run_dirs)]
+    evals = any(Path(d).is_file() for d in run_dirs)
     note = ("Best per row in bold: higher is better, except RMSE (lower is better). "
             "n, epochs and training time are not ranked.")
 
     paths = {"md": out / "comparison.md", "html": out / "comparison.html", "csv": out / "comparison.csv"}
-    context = {"title": f"Model comparison ({split})", "note": note, "header": header, "rows": rows, "best": bold,
-               "folders": folders}
+    context = {"title": "Evaluation comparison" if evals else f"Model comparison ({split})", "note": note,
+               "header": header, "rows": rows, "best": bold, "folders": folders,
+               "folders_header": ["Column", "Evaluation file"] if evals else ["Model", "Run folder"]}
     paths["md"].write_text(render("comparison.md", **context), encoding="utf-8")
     paths["html"].write_text(render("comparison.html", **context), encoding="utf-8")
     with paths["csv"].open("w", newline="", encoding="utf-8") as fh:

@@ -165,7 +165,8 @@ def _va_pairs(va: np.ndarray | Sequence | None, n: int) -> np.ndarray:
 def plot_sample_grid(thumbs: np.ndarray, y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
                      va_true: np.ndarray | None, va_pred: np.ndarray | None, out_png: str | Path,
                      ncols: int = 8, names: Sequence[str] | None = None) -> Path:
-    """Grid of face thumbnails titled "T: Happy / P: Sad", green when right, red when wrong, grey if unlabelled.
+    """Grid of face thumbnails titled "T: Happy / P: Sad", green when right, red when wrong, grey if unlabelled;
+    with errors among them, a title counts them (evaluation shows errors on purpose, see ``pick_thumbs``).
 
     ``thumbs`` is (K, H, W, 3) uint8 (or (K, H, W) grey); ``y_true``/``y_pred`` are (K,) expression ids with
     -1 = no label / no prediction. ``va_true``/``va_pred`` are (K, 2) arrays of (valence, arousal), NaN = none,
@@ -210,6 +211,10 @@ def plot_sample_grid(thumbs: np.ndarray, y_true: Sequence[int] | np.ndarray, y_p
     if k == 0:
         axes[0].set_visible(True)
         axes[0].text(0.5, 0.5, "no samples", ha="center", va="center", color="gray")
+    wrong = int(((y_true >= 0) & (y_pred >= 0) & (y_true != y_pred)).sum())
+    if wrong:  # evaluation picks errors for up to half the grid: say so, the grid is not a random sample
+        fig.suptitle(f"{wrong} of {k} shown are errors (red), chosen on purpose; the rest are correct",
+                     fontsize=9)
     fig.tight_layout(pad=0.4)
     return _save(fig, out_png)
 

@@ -36,6 +36,7 @@ SECTIONS = (
     ("curves", "Training curves"),
     ("confusion", "Confusion matrix"),
     ("per_class", "Per-class metrics"),
+    ("per_dataset", "Validation per dataset (best epoch)"),
     ("samples", "Sample predictions"),
     ("circumplex", "Valence–arousal circumplex"),
 )
@@ -54,11 +55,43 @@ def summary_items(run: RunData) -> list[list[str]]:
     if "wall_time_s" in run.summary:
         items.append(["Training time", fmt_duration(run.summary["wall_time_s"])])
     if run.metrics is not None:
+        items += dataset_items(run.metrics)
         if "n" in run.metrics:
             items.append(["Evaluated samples", fmt(run.metrics["n"])])
         if run.metrics.get("checkpoint"):
             items.append(["Checkpoint", str(run.metrics["checkpoint"])])
     return items
+
+
+def dataset_items(metrics: dict[str, Any]) -> list[list[str]]:
+    """The evaluated dataset, its classes and heads (cross-dataset evaluations), as summary rows."""
+    ds = metrics.get("dataset")
+    if not isinstance(ds, dict):
+        return []
+    items = [["Evaluated dataset", f"{ds.get('name')} ({ds.get('format') or 'format unknown'}): {ds.get('path')}"]]
+    classes = ds.get("classes") or []
+    absent = ds.get("absent_classes") or []
+    if absent:
+        how = "predictions restricted to them" if ds.get("restricted") else "predictions over all 8"
+        items.append(["Evaluated classes", f"{len(classes)}: {', '.join(classes)} (absent: {', '.join(absent)}; "
+                                           f"{how}; F1 macro over these classes)"])
+    heads = ds.get("heads") or {}
+    lacking = [h for h, has in heads.items() if not has]
+    if lacking:
+        items.append(["Labels the dataset lacks", ", ".join(lacking) + " (no metrics for them)"])
+    return items
+
+
+def per_dataset_table(run: RunData) -> Table | None:
+    """Validation metrics per dataset of a multi-dataset run, at the best epoch (metrics.csv ``val/<name>/...``)."""
+    keys = sorted({k for r in run.rows for k in r if k.startswith("val/") and k.count("/") == 2})
+    if not keys:
+        return None
+    epoch, _ = run.best_epoch()
+    row = next((r for r in run.rows if to_float(r.get("epoch")) == epoch), run.rows[-1])
+    names = list(dict.fromkeys(k.split("/")[1] for k in keys))
+    metrics = list(dict.fromkeys(k.split("/")[2] for k in keys))
+    return (["Dataset"] + metrics, [[n] + [fmt(to_float(row.get(f"val/{n}/{m}"))) for m in metrics] for n in names])
 
 
 def metric_tables(run: RunData) -> dict[str, Table]:
@@ -72,6 +105,10 @@ def metric_tables(run: RunData) -> dict[str, Table]:
                [[t.capitalize()] + [fmt(metric_value(m, t, key)) for _, key in VA_METRICS]
                 for t in ("valence", "arousal")]),
     }
+    for key, label in (("accuracy_restricted", "Accuracy among the dataset's classes"),
+                       ("accuracy_unrestricted", "Accuracy over all 8 classes")):
+        if key in m:
+            tables["expression"][1].insert(1, [label, fmt(metric_value(m, key))])
     per_class = m.get("per_class")
     if isinstance(per_class, dict) and per_class:
         tables["per_class"] = (["Expression", "Precision", "Recall", "F1", "Support"],
@@ -89,9 +126,12 @@ def collapse_warnings(run: RunData) -> list[str]:
 def report_context(run: RunData, figs: dict[str, Path]) -> dict[str, Any]:
     """What both report templates show; figures by file name (Markdown) and as data URIs (HTML)."""
     tables = metric_tables(run)
+    per_dataset = per_dataset_table(run)
+    if per_dataset:
+        tables["per_dataset"] = per_dataset
     sections = []
     for key, heading in SECTIONS:
-        table = tables.get(key) if key == "per_class" else None
+        table = tables.get(key) if key in ("per_class", "per_dataset") else None
         if key in figs or table:
             fig = figs.get(key)
             sections.append({"heading": heading, "table": table, "figure": fig.name if fig else None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -53,7 +54,9 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, validate_assignment=True)
 
     # data
-    data: str | None = None
+    # one dataset folder, or a list: folders or {path, format, weight, name} (see affectkit.data.sources)
+    data: Union[str, list[Any], None] = Field(None, json_schema_extra={
+        "allowed": "a dataset folder, or a list of them, each a folder or {path, format, weight, name}"})
     format: Literal[FORMATS] | None = None  # type: ignore[valid-type]  # None: detected
     label_mode: Literal["majority", "distribution"] = "majority"  # FER+: hard labels or soft vote targets
     numeric_classes: bool = False            # image_folder: class folders named 0..7 are AffectNet ids
@@ -153,6 +156,13 @@ class TrainConfig(BaseModel):
             raise ValueError("unknown backbone")
         return v
 
+    @field_validator("data")
+    @classmethod
+    def _data_sources(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return check_sources(v)
+        return v
+
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, v: str) -> str:
@@ -169,6 +179,42 @@ class TrainConfig(BaseModel):
 
 
 FIELDS = TrainConfig.model_fields
+SOURCE_KEYS = ("path", "format", "weight", "name")
+
+
+def check_sources(items: list[Any]) -> list[Any]:
+    """The list form of ``data``, each item checked (a ValueError names the item and the fix); mappings come
+    back with every key of `SOURCE_KEYS`."""
+    if not items:
+        raise ValueError("an empty list names no dataset: give at least one folder")
+    out: list[Any] = []
+    for i, item in enumerate(items):
+        where = f"data[{i}]"
+        if isinstance(item, str) and item:
+            out.append(item)
+            continue
+        if not isinstance(item, dict):
+            raise ValueError(f"{where} is {_short(item)}: use a folder or a mapping {{path, format, weight, name}}")
+        unknown = [k for k in item if k not in SOURCE_KEYS]
+        if unknown:
+            raise ValueError(f"{where} has unknown key {_short(unknown[0])}: use {', '.join(SOURCE_KEYS)}")
+        path, fmt, weight, name = (item.get(k) for k in SOURCE_KEYS)
+        if not isinstance(path, str) or not path:
+            raise ValueError(f"{where} needs path: the dataset folder")
+        if fmt is not None and fmt not in FORMATS:
+            raise ValueError(f"{where}.format {_short(fmt)} is unknown: use one of {', '.join(FORMATS)}"
+                             f"{_suggest(fmt, list(FORMATS))}")
+        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
+                                   or not math.isfinite(weight) or weight <= 0):
+            raise ValueError(f"{where}.weight {_short(weight)} is not a number > 0: give its share of the draws")
+        if name is not None and (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name)):
+            raise ValueError(f"{where}.name {_short(name)}: use letters, digits, '_', '.' or '-'")
+        out.append({"path": path, "format": fmt, "weight": None if weight is None else float(weight),
+                    "name": name})
+    weighted = [isinstance(x, dict) and x["weight"] is not None for x in out]
+    if any(weighted) and not all(weighted):
+        raise ValueError("weight is given for some datasets only: give every dataset a weight, or none")
+    return out
 
 
 @functools.cache
@@ -273,6 +319,9 @@ def config_error(err: ValidationError, sources: dict[str, str] | None = None) ->
             parts.append(f"unknown config option {key!r} ({where}): remove or rename it{fix}")
             continue
         value = e.get("input")
+        if key == "data" and e["type"] == "value_error":  # check_sources says what is wrong and where
+            parts.append(f"invalid data ({where}): {e['ctx']['error']}")
+            continue
         options = allowed(key)
         hint = _suggest(value, _choices(key))
         parts.append(f"invalid value {_short(value)} ({where}): use {options}{hint}")

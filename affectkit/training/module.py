@@ -57,6 +57,8 @@ class AffectModule(L.LightningModule):
         # logger state, so a checkpoint saved mid-epoch carries them and a resumed epoch reports the same means.
         self._train_sums: dict[str, torch.Tensor] = {}
         self._train_count = 0
+        # multi-dataset runs: (dataset names, dataset of each validation sample), for per-dataset metrics
+        self.val_sources: tuple[list[str], np.ndarray] | None = None
         if self.cfg.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         if self.cfg.freeze_stages:
@@ -177,7 +179,32 @@ class AffectModule(L.LightningModule):
                 if k.endswith("_score") and math.isnan(v):
                     v = -1.0
                 self.log(k, v, prog_bar=k in (f"{stage}_accuracy", f"{stage}_score"), sync_dist=False)
+        if stage == "val" and self.val_sources is not None:
+            self._log_per_source(m["_arrays"])
         return m
+
+    def _log_per_source(self, g: dict[str, np.ndarray]) -> None:
+        """``val/<dataset>/<metric>`` for each dataset of a multi-dataset run, on the labels it has."""
+        import warnings
+
+        from affectkit.metrics import multitask_metrics
+
+        names, of_sample = self.val_sources  # type: ignore[misc]
+        src = of_sample[g["index"]]
+        for i, name in enumerate(names):
+            sel = src == i
+            if not sel.any():
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                m = multitask_metrics(g["expression"][sel], g["probs"][sel], g["valence"][sel], g["va"][sel, 0],
+                                      g["arousal"][sel], g["va"][sel, 1])
+            values = {"accuracy": m["accuracy"], "f1_macro": m["f1_macro"]} if m["n_expression"] else {}
+            for dim in ("valence", "arousal"):
+                if m[f"n_{dim}"]:
+                    values.update({f"{dim}_rmse": m[dim]["rmse"], f"{dim}_ccc": m[dim]["ccc"]})
+            for k, v in values.items():
+                self.log(f"val/{name}/{k}", float(v), sync_dist=False)
 
     def _log_train_losses(self) -> None:
         if not self._train_sums:

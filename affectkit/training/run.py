@@ -91,7 +91,7 @@ class EpochMetricsWriter(EpochEndCallback):
             return
         cm = trainer.callback_metrics
         row: dict[str, Any] = {"epoch": trainer.current_epoch}
-        for k in EPOCH_COLUMNS[1:]:
+        for k in EPOCH_COLUMNS[1:] + sorted(k for k in cm if k.startswith("val/")):  # val/<dataset>/...
             if k in cm:
                 row[k] = float(cm[k])
         opt = trainer.optimizers[0] if trainer.optimizers else None
@@ -100,9 +100,10 @@ class EpochMetricsWriter(EpochEndCallback):
         row["time_s"] = round(time.time() - self._t0, 3)
         self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
         atomic_write(self.json, json.dumps(self.rows, indent=1, allow_nan=True))
-        lines = [",".join(EPOCH_COLUMNS)]
+        columns = EPOCH_COLUMNS + sorted({k for r in self.rows for k in r if k.startswith("val/")})
+        lines = [",".join(columns)]
         for r in self.rows:
-            lines.append(",".join("" if r.get(c) is None else _fmt(r[c]) for c in EPOCH_COLUMNS))
+            lines.append(",".join("" if r.get(c) is None else _fmt(r[c]) for c in columns))
         atomic_write(self.csv, "\n".join(lines) + "\n")
 
 
@@ -226,6 +227,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     failed run never blocks its ``--out``.
     """
     from affectkit.data import read_dataset
+    from affectkit.data.sources import combine, data_sources, is_multi, multi_split, read_sources
     from affectkit.data.splits import load_split, make_split
 
     quiet_lightning()
@@ -234,16 +236,24 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     cfg = resolve_config(cfg)
     run = new_run_dir(out, cfg, resume, create=False)
     primary = is_primary_process()
-    records = read_dataset(cfg.data, format=cfg.format, strict=cfg.strict, label_mode=cfg.label_mode,
-                           numeric_classes=cfg.numeric_classes, peak_frames=cfg.ckplus_peak_frames)
+    read_kw = dict(strict=cfg.strict, label_mode=cfg.label_mode, numeric_classes=cfg.numeric_classes,
+                   peak_frames=cfg.ckplus_peak_frames)
+    if is_multi(cfg.data):  # each dataset read (and below split) on its own, keys prefixed with its name
+        sources = data_sources(cfg.data, cfg.format)
+        parts = read_sources(sources, **read_kw)
+        records = combine(parts)
+    else:
+        records = read_dataset(cfg.data, format=cfg.format, **read_kw)
+    split_kw = dict(test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed, split_by=cfg.split_by)
     split_path = run / "split.json"
     if split_path.is_file():
         split = load_split(split_path)
     elif cfg.split_file:
         split = load_split(cfg.split_file)
+    elif is_multi(cfg.data):
+        split = multi_split(parts, sources, **split_kw)
     else:  # deterministic in (records, seed): other ranks compute the same split
-        split = make_split(records, test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed,
-                           split_by=cfg.split_by)
+        split = make_split(records, **split_kw)
     created = make_run_dir(run)
     os.environ[RUN_DIR_ENV] = str(run.resolve())
     try:
@@ -268,6 +278,7 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
 def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: bool) -> None:
     """Everything of `train` after the run folder exists: split and config files, data, model, Lightning."""
     from affectkit.data.module import AffectDataModule
+    from affectkit.data.sources import data_sources, is_multi, source_index
     from affectkit.data.splits import save_split
     from affectkit.models.registry import get_spec
     from affectkit.preprocess import Preprocess
@@ -283,9 +294,12 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     # The preprocessing contract is fixed here, once, and travels with every checkpoint of the run.
     contract = Preprocess.from_config(cfg.to_dict(), get_spec(cfg.backbone).preprocess)
+    sources = data_sources(cfg.data, cfg.format) if is_multi(cfg.data) else []
+    weights = {s.name: s.weight for s in sources} if sources and sources[0].weight is not None else None
     dm = AffectDataModule(records, split, image_size=contract, batch_size=cfg.batch_size, cache=cfg.cache,
                           num_workers=cfg.num_workers, balanced_sampling=cfg.balanced_sampling, seed=cfg.seed,
-                          strict=cfg.strict, progress=cfg.progress, decode_device=cfg.decode_device)
+                          strict=cfg.strict, progress=cfg.progress, decode_device=cfg.decode_device,
+                          source_weights=weights)
     dm.setup("fit")
     if "val" not in dm.datasets:
         raise ValueError("the split has no validation part: checkpoints are chosen on it (set val_size > 0)")
@@ -294,6 +308,9 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
         class_weight = balanced_class_weights(dm.class_counts("train")).tolist()
     module = AffectModule(cfg.to_dict(), class_weight=class_weight, preprocess=contract.to_dict(),
                           heads=trained_heads(cfg, dm.datasets["train"]))
+    if sources:  # validation metrics per dataset too (val/<name>/accuracy, ...)
+        names = [s.name for s in sources]
+        module.val_sources = (names, source_index(dm.datasets["val"].samples, names))
 
     ckpt_dir = run / "checkpoints"
     if primary and ckpt_dir.is_dir():
