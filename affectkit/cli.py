@@ -175,7 +175,8 @@ _NUMERIC_HELP = "image_folder: class folders named 0..7 are AffectNet ids (never
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="affectkit", description="Train, evaluate, compare and deploy facial affect models.")
+    p = argparse.ArgumentParser(prog="affectkit",
+                                description="Train, evaluate, compare and deploy facial affect models.")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error (or AFFECTKIT_DEBUG=1)")
     sub = p.add_subparsers(dest="verb", required=True)
 

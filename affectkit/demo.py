@@ -65,7 +65,8 @@ def run_demo(out: str | Path = "affectkit_demo", n: int | None = None, size: int
     summary = {"out": str(out), "wall_time_s": round(time.time() - t0, 1), "models": {}}
     for bb, r in results.items():
         figures = {"accuracy": r.get("accuracy"), "f1_macro": r.get("f1_macro"),
-                   "valence_ccc": (r.get("valence") or {}).get("ccc"), "arousal_ccc": (r.get("arousal") or {}).get("ccc"),
+                   "valence_ccc": (r.get("valence") or {}).get("ccc"),
+                   "arousal_ccc": (r.get("arousal") or {}).get("ccc"),
                    "n": r.get("n"), "warnings": r.get("warnings", [])}
         figures["learned"] = all(figures[k] is not None and figures[k] >= v for k, v in TARGETS.items())
         summary["models"][bb] = figures

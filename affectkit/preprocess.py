@@ -26,8 +26,9 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any, Sequence, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -42,7 +43,7 @@ COLORS = ("rgb", "gray")
 INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
 DEFAULT_FACE_MARGIN = 0.2
 
-ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageLike = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 
 def decode_image(source: ImageLike, color_order: str = "RGB", name: str | None = None) -> np.ndarray:
@@ -115,7 +116,7 @@ class Preprocess:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
+    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
         """Restore a stored contract. Every field must be present: a model is never fed by defaults."""
         names = {f.name for f in fields(cls)}
         missing = sorted(names - set(d))
@@ -125,7 +126,7 @@ class Preprocess:
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], backbone_preprocess: dict[str, Any] | None = None) -> "Preprocess":
+    def from_config(cls, config: dict[str, Any], backbone_preprocess: dict[str, Any] | None = None) -> Preprocess:
         """The contract a training config defines: its size, colour mode and face margin, the backbone's
         normalisation (``model.preprocess``), bilinear resizing (what the decoded-image store has always used)."""
         bp = backbone_preprocess or {}
@@ -141,7 +142,7 @@ class Preprocess:
         return f"{self.input_size}px-{self.color}-{self.interpolation}"
 
     # -- image -> uint8 face -------------------------------------------------------------------------------
-    def to_array(self, image: ImageLike, box: Sequence[float] | None = None, face: "Face | None" = None,
+    def to_array(self, image: ImageLike, box: Sequence[float] | None = None, face: Face | None = None,
                  color_order: str = "RGB") -> np.ndarray:
         """The ``input_size`` x ``input_size`` x 3 uint8 model input (before normalisation) for one face.
 
@@ -162,7 +163,7 @@ class Preprocess:
             rgb = _crop(rgb, box, "image")
         return self.finish(rgb)
 
-    def crop_face(self, rgb: np.ndarray, face: "Face") -> np.ndarray:
+    def crop_face(self, rgb: np.ndarray, face: Face) -> np.ndarray:
         """The framed (square, margin, eye-line aligned) region of a face at the image's resolution; a face
         that was not detected (``face.detected`` False: a whole image or a given crop) is taken as it is."""
         x1, y1, x2, y2 = face.box

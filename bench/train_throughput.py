@@ -34,7 +34,7 @@ import torch
 
 def load_avg() -> str:
     try:
-        return "load %.2f" % os.getloadavg()[0]
+        return f"load {os.getloadavg()[0]:.2f}"
     except OSError:
         return "load ?"
 

@@ -282,7 +282,7 @@ def scan_images(
     else:
         with ThreadPoolExecutor(n_workers) as pool:
             results = list(pool.map(check, paths))
-    for path, err in zip(paths, results):
+    for path, err in zip(paths, results, strict=True):
         if err is not None:
             if strict:
                 raise err

@@ -174,8 +174,8 @@ def _grouped(samples: Iterable[Sample], sizes: dict[str, float], seed: int) -> d
     for i, (name, fraction) in enumerate(sizes.items()):
         share = fraction * total / len(remaining) if remaining else 0.0
         mask = _take_groups(remaining, share, seed + i)
-        out[name] = sorted(s.key for s, taken in zip(remaining, mask) if taken)
-        remaining = [s for s, taken in zip(remaining, mask) if not taken]
+        out[name] = sorted(s.key for s, taken in zip(remaining, mask, strict=True) if taken)
+        remaining = [s for s, taken in zip(remaining, mask, strict=True) if not taken]
     out["train"] = sorted(s.key for s in remaining)
     return out
 

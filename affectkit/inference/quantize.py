@@ -6,9 +6,10 @@ machines) 8-bit products can saturate. Only convolutions and fully connected lay
 first convolution: on the FER+ EfficientNet-Lite0 model (1,000 FER2013Valid faces, fp32 0.792) quantizing every
 supported op gave 0.715 — the residual ``Add``s and the input's per-tensor uint8 range (three differently
 normalised channels in one scale) cost most of it — while this selection (with the ReLU6 ``Clip``s, which fold
-into the convolutions' int8 kernels) gave 0.791, at 1.5x the fp32 model's faces/s (Intel Xeon, AVX-512 VNNI). The float model is exported first and kept beside the int8 one only
-while quantizing; the int8 file carries the same affectkit metadata (plus ``"quantized": "int8"``), so
-``Predictor`` / ``predict`` / ``serve`` use it like any exported model.
+into the convolutions' int8 kernels) gave 0.791, at 1.5x the fp32 model's faces/s (Intel Xeon, AVX-512 VNNI).
+The float model is exported first and kept beside the int8 one only while quantizing; the int8 file carries the
+same affectkit metadata (plus ``"quantized": "int8"``), so ``Predictor`` / ``predict`` / ``serve`` use it like
+any exported model.
 """
 from __future__ import annotations
 

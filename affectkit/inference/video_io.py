@@ -5,8 +5,8 @@ pyav or ffmpeg plugin if installed, else an error naming what to install.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image

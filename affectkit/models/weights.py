@@ -320,7 +320,8 @@ def convert_lukemelas_efficientnet(state: Mapping[str, torch.Tensor], model: nn.
         raise ValueError(
             f"EfficientNet key conversion: the file has a different number of blocks than the model ({len(layout)})"
         )
-    bad = [(k, tuple(v.shape), tuple(target[k].shape)) for k, v in out.items() if k in target and v.shape != target[k].shape]
+    bad = [(k, tuple(v.shape), tuple(target[k].shape))
+           for k, v in out.items() if k in target and v.shape != target[k].shape]
     if bad:
         raise ValueError(f"EfficientNet key conversion: shape mismatches {bad[:5]}")
     return out
@@ -371,5 +372,6 @@ def load_backbone_state(
     if bad:
         raise ValueError(f"{source}: shape mismatch (key, file, model): {bad[:5]}")
     if extra:
-        warnings.warn(f"{source}: ignored {len(extra)} keys the backbone does not have, e.g. {extra[:10]}", stacklevel=3)
+        warnings.warn(f"{source}: ignored {len(extra)} keys the backbone does not have, e.g. {extra[:10]}",
+                      stacklevel=3)
     backbone.load_state_dict({k: state[k] for k in matched}, strict=False)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 # also importable from here, their former home
-from affectkit.io import atomic_torch_save, resolve_checkpoint  # noqa: F401
+from affectkit.io import atomic_torch_save, resolve_checkpoint
 
 # Extra block every affectkit checkpoint carries, so inference needs no training config machinery.
 META_KEY = "affectkit"

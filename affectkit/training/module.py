@@ -136,7 +136,7 @@ class AffectModule(L.LightningModule):
             pad = int(sizes.max())
             gathered = {}
             for k, v in cat.items():
-                p = torch.zeros((pad,) + v.shape[1:], dtype=v.dtype)
+                p = torch.zeros((pad, *v.shape[1:]), dtype=v.dtype)
                 p[: len(v)] = v
                 g = self.all_gather(p.to(self.device)).cpu()
                 gathered[k] = torch.cat([g[r, : int(sizes[r])] for r in range(len(sizes))])
@@ -187,7 +187,7 @@ class AffectModule(L.LightningModule):
                                                                                device=self.device)])
         if self.trainer is not None and self.trainer.world_size > 1:
             sums = self.all_gather(sums).reshape(-1, len(keys) + 1).sum(0)
-        for k, v in zip(keys, (sums[:-1] / sums[-1].clamp(min=1)).tolist()):
+        for k, v in zip(keys, (sums[:-1] / sums[-1].clamp(min=1)).tolist(), strict=True):
             self.log(f"train_{k}", v, prog_bar=(k == "loss"), sync_dist=False)
         self._train_sums, self._train_count = {}, 0
 

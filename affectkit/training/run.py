@@ -1,6 +1,7 @@
 """Run folders, config resolution, callbacks, and `train()`: the function behind `affectkit train`."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -189,10 +190,8 @@ def discard_unstarted_run(run: Path, created: list[Path]) -> None:
         for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
             tmp.unlink(missing_ok=True)
     for folder in (ckpt, *reversed(created)):
-        try:
+        with contextlib.suppress(OSError):
             folder.rmdir()  # only if empty
-        except OSError:
-            pass
 
 
 def quiet_lightning() -> None:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from affectkit.data.images import IMAGE_EXTENSIONS  # noqa: F401  (the readers import it from here)
+from affectkit.data.images import IMAGE_EXTENSIONS
 from affectkit.data.records import Records, Sample
 from affectkit.labels import AFFECTNET_INVALID_VA, AFFECTNET_NON_EXPRESSION, NUM_EXPRESSIONS, expression_id
 

@@ -69,7 +69,8 @@ def looks_like(root: Path) -> bool:
     return any((root / f / "images").is_dir() and (root / f / "annotations").is_dir() for f in SPLIT_FOLDERS)
 
 
-DESCRIPTION = "images/ and annotations/ folders (<id>_exp.npy, <id>_val.npy, <id>_aro.npy), or train_set/ and val_set/ holding them"
+DESCRIPTION = ("images/ and annotations/ folders (<id>_exp.npy, <id>_val.npy, <id>_aro.npy), "
+               "or train_set/ and val_set/ holding them")
 
 
 def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
@@ -124,7 +125,7 @@ def _read_part(collector: Collector, root: Path, folder: Path, split: str | None
     # File opens dominate on cold caches; threads overlap them (the GIL is released during I/O).
     with ThreadPoolExecutor(_IO_THREADS) as pool:
         results = pool.map(load, ids) if len(ids) > 256 else map(load, ids)
-        for image_id, (values, problem) in zip(ids, results):
+        for image_id, (values, problem) in zip(ids, results, strict=True):
             collector.n_found += 1
             if problem is not None:
                 collector.problem(*problem)
