@@ -331,7 +331,7 @@ def _parse(parser: argparse.ArgumentParser, argv: list[str], debug: bool) -> arg
         lines = [line for line in buf.getvalue().splitlines() if line.strip()]
         if not e.code or not lines:  # --help, --version
             sys.stderr.write(buf.getvalue())
-            return e.code or 0
+            return e.code if isinstance(e.code, int) else 0
         prog, _, msg = lines[-1].partition(": error: ")
         print(f"error: {msg or lines[-1]} ({prog}): see {prog} --help", file=sys.stderr)
         return 2

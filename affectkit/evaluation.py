@@ -5,7 +5,7 @@ import json
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -40,7 +40,7 @@ def pick_thumbs(y_true: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.asarray(sorted(picked[:MAX_THUMBS]), dtype=np.int64)
 
 
-PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}
+PRECISIONS: dict[str, Literal["32-true", "bf16-mixed"]] = {"fp32": "32-true", "bf16": "bf16-mixed"}
 
 
 def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: str | None = None,

@@ -40,7 +40,7 @@ VERSION = 1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 COLORS = ("rgb", "gray")
-INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 DEFAULT_FACE_MARGIN = 0.2
 
 ImageLike = str | os.PathLike | bytes | Image.Image | np.ndarray
@@ -123,7 +123,8 @@ class Preprocess:
         if missing:
             raise ValueError(f"stored preprocessing lacks {', '.join(missing)}: the model file was not written "
                              "by this affectkit (re-export it, or load its checkpoint)")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
+        kwargs: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+        return cls(**kwargs)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], backbone_preprocess: dict[str, Any] | None = None) -> Preprocess:
@@ -179,7 +180,8 @@ class Preprocess:
         # A region large enough to hold the rotated square, rotated about its centre, then cut.
         region = img.crop(_square(cx, cy, side * math.sqrt(2.0) + 2.0))
         # PIL rotates counter-clockwise as displayed; a positive eye angle (right eye lower) needs exactly that.
-        region = region.rotate(angle, resample=Image.BILINEAR, center=(region.width / 2.0, region.height / 2.0))
+        region = region.rotate(angle, resample=Image.Resampling.BILINEAR,
+                               center=(region.width / 2.0, region.height / 2.0))
         return np.asarray(region.crop(_square(region.width / 2.0, region.height / 2.0, side)))
 
     def finish(self, crop: np.ndarray) -> np.ndarray:

@@ -93,7 +93,8 @@ class FaceDetector:
         for box, p, pts in zip(boxes, probs, points, strict=True):
             if p is None or float(p) < self.min_confidence:
                 continue
-            faces.append(Face(box=tuple(float(v) for v in np.asarray(box, dtype=np.float64)),
+            x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float64))
+            faces.append(Face(box=(x1, y1, x2, y2),
                               score=float(p), landmarks=np.asarray(pts, dtype=np.float64).reshape(5, 2)))
         faces.sort(key=lambda f: -f.score)
         return faces

@@ -309,8 +309,9 @@ class Predictor:
     def _prediction(self, face: Face, probs: np.ndarray, va: np.ndarray) -> FacePrediction:
         k = int(np.argmax(probs))
         has_exp = self.heads["expression"]
+        x1, y1, x2, y2 = (float(v) for v in face.box)
         return FacePrediction(
-            box=tuple(float(v) for v in face.box), score=float(face.score),
+            box=(x1, y1, x2, y2), score=float(face.score),
             expression=self.expressions[k] if has_exp else None, expression_id=k if has_exp else None,
             probabilities={n: float(p) for n, p in zip(self.expressions, probs, strict=True)} if has_exp else {},
             valence=float(va[0]) if self.heads["valence"] else None,

@@ -126,6 +126,7 @@ class Annotator:
         self._used: set[str] = set()
 
     def name(self, source: str, suffix: str) -> Path:
+        assert self.folder is not None, "only called when writing annotated copies"
         stem = Path(source).stem or "input"
         cand, k = stem + suffix, 1
         while cand in self._used:
@@ -148,7 +149,7 @@ class Annotator:
 
             out = self.name(source, "_annotated.mp4")
             w, h = frames[0].size
-            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
             for f in frames:
                 writer.write(np.asarray(f)[:, :, ::-1])
             writer.release()

@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
@@ -228,9 +228,9 @@ def resolve_imagenet(spec: BackboneSpec, allow_download: bool | None = None) -> 
                 if path.is_file():
                     return WeightsSource(path, "torch-hub-cache")
     for module, pattern, layout, tv_weights in spec.packaged:
-        path = _packaged_file(module, pattern)
-        if path is not None:
-            return WeightsSource(path, "package", layout=layout, tv_weights=tv_weights)
+        packaged = _packaged_file(module, pattern)
+        if packaged is not None:
+            return WeightsSource(packaged, "package", layout=layout, tv_weights=tv_weights)
     if allow_download:
         got = _try_download(spec)
         if got is not None:
@@ -292,7 +292,8 @@ def convert_lukemelas_efficientnet(state: Mapping[str, torch.Tensor], model: nn.
     ``model`` is the timm model (its ``blocks`` give the stage layout: flat block j -> ``blocks.s.i``).
     Every source key must map and every shape must match the model, else ``ValueError``.
     """
-    layout = [(s, i) for s, stage in enumerate(model.blocks) for i in range(len(stage))]
+    blocks = cast(nn.Sequential, model.blocks)
+    layout = [(s, i) for s, stage in enumerate(blocks) for i in range(len(cast(nn.Sequential, stage)))]
     target = model.state_dict()
     out: dict[str, torch.Tensor] = {}
     unmapped: list[str] = []

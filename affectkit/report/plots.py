@@ -293,7 +293,8 @@ def plot_circumplex(va_true: np.ndarray | None, va_pred: np.ndarray, out_png: st
     if ax.get_legend_handles_labels()[1]:
         legend = ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
         for handle in legend.legend_handles:  # faint points in the plot, readable swatches in the legend
-            handle.set_alpha(1)
+            if handle is not None:
+                handle.set_alpha(1)
     fig.tight_layout()
     return _save(fig, out_png)
 

@@ -64,7 +64,7 @@ def load_model(path: str | Path):
     return model, meta
 
 
-def load_strict(module: torch.nn.Module, state: dict[str, Any], path, backbone: str) -> None:
+def load_strict(module: torch.nn.Module, state: dict[str, Any], path, backbone: str | None) -> None:
     """``load_state_dict(strict=True)``, with an error that names the file, the backbone and the keys that do
     not fit (never a half-loaded model that evaluates random weights)."""
     try:

@@ -8,7 +8,7 @@ import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -231,6 +231,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     if not cfg.data:
         raise ConfigError("no data given (data): pass --data PATH or set data: in the config")
     cfg = resolve_config(cfg)
+    assert cfg.data is not None  # checked above; resolving keeps it
     run = new_run_dir(out, cfg, resume, create=False)
     primary = is_primary_process()
     records = read_dataset(cfg.data, format=cfg.format, strict=cfg.strict, label_mode=cfg.label_mode,
@@ -324,7 +325,7 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_dir / "last.ckpt") if resume else None,
                     weights_only=True)
     if trainer.is_global_zero:
-        ck = callbacks[0]
+        ck = cast(ModelCheckpoint, callbacks[0])
         summary = {
             "best_checkpoint": str(ck.best_model_path),
             "best_score": float(ck.best_model_score) if ck.best_model_score is not None else None,

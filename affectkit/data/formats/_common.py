@@ -184,7 +184,7 @@ class Collector:
 
     def add(
         self,
-        image: str,
+        image: str | np.ndarray,
         key: str,
         *,
         expression: object = None,
@@ -204,9 +204,10 @@ class Collector:
         """
         src_e, src_v, src_a = (source,) * 3 if isinstance(source, str) else source
         if not parsed:
-            expression, reason_e = parse_expression(expression, src_e or image)
-            valence, reason_v = parse_va(valence, "valence", src_v or image)
-            arousal, reason_a = parse_va(arousal, "arousal", src_a or image)
+            name = image if isinstance(image, str) else key  # pixel arrays are named by their key
+            expression, reason_e = parse_expression(expression, src_e or name)
+            valence, reason_v = parse_va(valence, "valence", src_v or name)
+            arousal, reason_a = parse_va(arousal, "arousal", src_a or name)
             for reason in (reason_e, reason_v, reason_a):
                 if reason:
                     self.excluded[reason] += 1

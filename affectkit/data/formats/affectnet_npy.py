@@ -76,7 +76,8 @@ DESCRIPTION = ("images/ and annotations/ folders (<id>_exp.npy, <id>_val.npy, <i
 def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read an AffectNet npy-layout dataset; see the module docstring and ``_common`` for the label rules."""
     collector = Collector(NAME, root, options.strict)
-    parts = [(root / f, s) for f, s in SPLIT_FOLDERS.items() if (root / f / "annotations").is_dir()]
+    parts: list[tuple[Path, str | None]] = [(root / f, s) for f, s in SPLIT_FOLDERS.items()
+                                            if (root / f / "annotations").is_dir()]
     if not parts:
         parts = [(root, None)]
     for folder, split in parts:

@@ -64,7 +64,7 @@ def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     with open(table, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = [c.strip().lower() for c in next(reader)]
-        col = {name: header.index(name) for name in ("emotion", "pixels", "usage") if name in header}
+        col: dict[str, int] = {name: header.index(name) for name in ("emotion", "pixels", "usage") if name in header}
         for row_number, row in enumerate(reader, start=1):
             if not row or not any(c.strip() for c in row):
                 continue

@@ -98,10 +98,10 @@ def read(path: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
         rows_by_image.setdefault(posixpath.normpath(image), []).append(
             (line, rel, {name: get(row, name) for name in ("split", *LABEL_COLUMNS)}))
     for image, entries in rows_by_image.items():
-        line, rel, cells = _one_row(manifest, image, entries, collector)
-        if line is None:
+        chosen, rel, cells = _one_row(manifest, image, entries, collector)
+        if chosen is None:
             continue
-        source = f"{manifest}:{line}"
+        source = f"{manifest}:{chosen}"
         split = None
         if "split" in col:
             raw = cells["split"]
