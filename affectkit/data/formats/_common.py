@@ -16,6 +16,7 @@ Conventions (all readers):
 """
 from __future__ import annotations
 
+import csv
 import math
 import re
 import warnings
@@ -255,6 +256,15 @@ class Collector:
         except (OSError, UnicodeDecodeError) as err:
             self.problem(path, f"unreadable annotation ({err.__class__.__name__}: {err})", "unreadable annotation")
             return None
+
+
+def csv_header(path: Path) -> list[str]:
+    """A CSV file's column names, stripped and lower-cased; [] if it is unreadable or empty."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return [c.strip().lower() for c in next(csv.reader(f), [])]
+    except (OSError, UnicodeDecodeError):
+        return []
 
 
 def image_names(folder: Path) -> list[str]:
