@@ -23,6 +23,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -215,8 +216,10 @@ class Collector:
         if expression is None and valence is None and arousal is None and soft_label is None:
             self.excluded["no usable label"] += 1
             return None
+        # parsed above, or by the caller (parsed=True): typed by the parsers, not by this signature
+        labels: dict[str, Any] = {"expression": expression, "valence": valence, "arousal": arousal}
         sample = Sample(
-            image=image, expression=expression, valence=valence, arousal=arousal,  # type: ignore[arg-type]
+            image=image, **labels,
             landmarks=landmarks, box=box, soft_label=soft_label, split=split, key=key, group=group,
         )
         self.samples.append(sample)
