@@ -149,7 +149,8 @@ class Annotator:
 
             out = self.name(source, "_annotated.mp4")
             w, h = frames[0].size
-            writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
+            fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # type: ignore[attr-defined]  # in cv2, not in its stubs
+            writer = cv2.VideoWriter(str(out), fourcc, fps, (w, h))
             for f in frames:
                 writer.write(np.asarray(f)[:, :, ::-1])
             writer.release()
