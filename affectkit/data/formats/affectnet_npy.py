@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,26 @@ def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     return collector.records()
 
 
+def _load_id(image_id: str, annotations: set[str], ann_str: str) -> tuple[dict, tuple[str, str, str] | None]:
+    """Raw npy values of one id, or the first (file, reason, category) problem; runs in worker threads."""
+    values: dict = {}
+    for kind in _REQUIRED:
+        ann = f"{image_id}_{kind}.npy"
+        if ann not in annotations:
+            return values, (f"{ann_str}/{ann}", "missing annotation file", "missing annotation")
+        try:
+            values[kind] = load_npy(f"{ann_str}/{ann}")
+        except (OSError, ValueError, SyntaxError) as err:
+            return values, (f"{ann_str}/{ann}", f"unreadable annotation ({err})", "unreadable annotation")
+    lnd = f"{image_id}_lnd.npy"
+    if lnd in annotations:
+        try:
+            values["lnd"] = load_npy(f"{ann_str}/{lnd}")
+        except (OSError, ValueError, SyntaxError) as err:
+            values["lnd"] = err
+    return values, None
+
+
 def _read_part(collector: Collector, root: Path, folder: Path, split: str | None) -> None:
     prefix = folder.relative_to(root).as_posix()
     prefix = "" if prefix == "." else prefix + "/"
@@ -103,28 +124,11 @@ def _read_part(collector: Collector, root: Path, folder: Path, split: str | None
     for image_id in sorted(ann_ids - images.keys()):
         collector.n_found += 1
         collector.problem(f"{ann_str}/{image_id}_exp.npy", "annotation without an image in images/", "missing image")
-    def load(image_id: str) -> tuple[dict, tuple[str, str, str] | None]:
-        """Raw npy values of one id, or the first (file, reason, category) problem; runs in worker threads."""
-        values: dict = {}
-        for kind in _REQUIRED:
-            ann = f"{image_id}_{kind}.npy"
-            if ann not in annotations:
-                return values, (f"{ann_str}/{ann}", "missing annotation file", "missing annotation")
-            try:
-                values[kind] = load_npy(f"{ann_str}/{ann}")
-            except (OSError, ValueError, SyntaxError) as err:
-                return values, (f"{ann_str}/{ann}", f"unreadable annotation ({err})", "unreadable annotation")
-        lnd = f"{image_id}_lnd.npy"
-        if lnd in annotations:
-            try:
-                values["lnd"] = load_npy(f"{ann_str}/{lnd}")
-            except (OSError, ValueError, SyntaxError) as err:
-                values["lnd"] = err
-        return values, None
 
     ids = sorted(images)
     # File opens dominate on cold caches; threads overlap them (the GIL is released during I/O).
     with ThreadPoolExecutor(_IO_THREADS) as pool:
+        load = partial(_load_id, annotations=annotations, ann_str=ann_str)
         results = pool.map(load, ids) if len(ids) > 256 else map(load, ids)
         for image_id, (values, problem) in zip(ids, results, strict=True):
             collector.n_found += 1
