@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import os
 import sys
-import warnings
 from pathlib import Path
 
-from affectkit.extras import MissingExtraError, require
+from affectkit.cli_errors import USER_ERRORS, parse_args, run_verb
+from affectkit.extras import require
+
+__all__ = ["USER_ERRORS", "build_parser", "main"]  # USER_ERRORS: kept importable from here
 
 
 def _primary() -> bool:
@@ -182,10 +182,25 @@ _NUMERIC_HELP = "image_folder: class folders named 0..7 are AffectNet ids (never
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="affectkit", description="Train, evaluate, compare and deploy facial affect models.")
+    p = argparse.ArgumentParser(prog="affectkit",
+                                description="Train, evaluate, compare and deploy facial affect models.")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error (or AFFECTKIT_DEBUG=1)")
     sub = p.add_subparsers(dest="verb", required=True)
+    _add_synth(sub)
+    _add_data(sub)
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_report(sub)
+    _add_compare(sub)
+    _add_demo(sub)
+    _add_predict(sub)
+    _add_export(sub)
+    _add_serve(sub)
+    _add_cache(sub)
+    return p
 
+
+def _add_synth(sub) -> None:
     s = sub.add_parser("synth", help="write the built-in synthetic face dataset (AffectNet layout)")
     s.add_argument("--out", required=True)
     s.add_argument("-n", type=int, default=2000)
@@ -196,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(fn=cmd_synth)
 
+
+def _add_data(sub) -> None:
     d = sub.add_parser("data", help="inspect datasets")
     dsub = d.add_subparsers(dest="data_verb", required=True)
     ds = dsub.add_parser("summary", help="images, classes, valence/arousal, exclusions")
@@ -208,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--no-scan", action="store_true", help="skip decoding every image (faster on large sets)")
     ds.set_defaults(fn=cmd_data_summary)
 
+
+def _add_train(sub) -> None:
     t = sub.add_parser("train", help="train a model; writes a run folder")
     t.add_argument("--config", default=None, help="YAML config; flags override it")
     t.add_argument("--out", default=None, help="run folder (default runs/<name>)")
@@ -220,6 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config option, e.g. --set va_loss=ccc")
     t.set_defaults(fn=cmd_train)
 
+
+def _add_evaluate(sub) -> None:
     e = sub.add_parser("evaluate", help="every metric of a checkpoint on a split")
     e.add_argument("run", help="run folder or .ckpt file")
     e.add_argument("--data", default=None)
@@ -238,11 +259,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compute precision (default fp32, as predict; bf16 autocast where the CPU/GPU is fast at it)")
     e.set_defaults(fn=cmd_evaluate)
 
+
+def _add_report(sub) -> None:
     r = sub.add_parser("report", help="(re)write a run's HTML/Markdown report")
     r.add_argument("run")
     r.add_argument("--split", default="test")
     r.set_defaults(fn=cmd_report)
 
+
+def _add_compare(sub) -> None:
     c = sub.add_parser("compare", help="side-by-side table of several runs, or of one model on several datasets")
     c.add_argument("runs", nargs="+", help="run folders, or evaluation files RUN/eval/<name>_metrics.json "
                                            "(columns named by dataset)")
@@ -252,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--split", default="test")
     c.set_defaults(fn=cmd_compare)
 
+
+def _add_demo(sub) -> None:
     m = sub.add_parser("demo", help="the whole study on built-in synthetic faces: VGG16 vs ResNet50")
     m.add_argument("--out", default="affectkit_demo")
     m.add_argument("-n", type=int, default=None, help="number of synthetic faces")
@@ -262,6 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--difficulty", type=float, default=None, help="synthetic nuisance level in [0, 1] (default 0.4)")
     m.set_defaults(fn=cmd_demo)
 
+
+def _add_predict(sub) -> None:
     pr = sub.add_parser("predict", help="expressions and valence/arousal for faces in images and videos")
     pr.add_argument("checkpoint", help=".ckpt, run folder or .onnx")
     pr.add_argument("inputs", nargs="+", help="image files, folders, globs, video files")
@@ -277,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="torch backend compute precision (default fp32, as evaluate)")
     pr.set_defaults(fn=cmd_predict)
 
+
+def _add_export(sub) -> None:
     x = sub.add_parser("export", help="export a checkpoint for portable inference")
     x.add_argument("checkpoint")
     x.add_argument("--format", default="onnx")
@@ -289,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--calibration-size", type=int, default=256, help="calibration images (default 256)")
     x.set_defaults(fn=cmd_export)
 
+
+def _add_serve(sub) -> None:
     sv = sub.add_parser("serve", help="web demo and JSON API")
     sv.add_argument("checkpoint")
     sv.add_argument("--host", default="127.0.0.1")
@@ -298,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--read-timeout", type=float, default=30.0, help="seconds a client may stall its upload")
     sv.set_defaults(fn=cmd_serve)
 
+
+def _add_cache(sub) -> None:
     ca = sub.add_parser("cache", help="decode a dataset once into a memory-mapped uint8 store")
     ca.add_argument("path")
     ca.add_argument("--size", type=int, required=True)
@@ -307,46 +342,6 @@ def build_parser() -> argparse.ArgumentParser:
     ca.add_argument("--strict", action="store_true")
     ca.add_argument("--decode-device", default=None, help="decode JPEGs on this device, e.g. cuda (nvJPEG)")
     ca.set_defaults(fn=cmd_cache)
-    return p
-
-
-# Errors that mean bad input or a bad environment, not a bug: one line and exit code 2. (ConfigError is a
-# ValueError; WeightsNotFoundError a FileNotFoundError; MissingExtraError names the pip extra to install.)
-USER_ERRORS: tuple[type[Exception], ...] = (ValueError, KeyError, OSError, MissingExtraError)
-
-
-def _one_line(text: str) -> str:
-    """A message on one line (several lines are joined with '; ')."""
-    return "; ".join(line.strip() for line in str(text).splitlines() if line.strip())
-
-
-def _message(e: BaseException) -> str:
-    # str(KeyError("x")) is "'x'": use the message itself
-    text = e.args[0] if isinstance(e, KeyError) and len(e.args) == 1 else str(e)
-    return _one_line(text) or type(e).__name__
-
-
-def _format_warning(message, category, filename, lineno, line=None) -> str:
-    """Warnings as one ``warning: ...`` line (the code location Python adds is noise for users)."""
-    return f"warning: {_one_line(message)}\n"
-
-
-def _parse(parser: argparse.ArgumentParser, argv: list[str], debug: bool) -> argparse.Namespace | int:
-    """Parsed arguments, or the exit code after a usage error (reported as one line unless ``debug``)."""
-    if debug:
-        return parser.parse_args(argv)
-    buf = io.StringIO()
-    try:
-        with contextlib.redirect_stderr(buf):
-            return parser.parse_args(argv)
-    except SystemExit as e:
-        lines = [line for line in buf.getvalue().splitlines() if line.strip()]
-        if not e.code or not lines:  # --help, --version
-            sys.stderr.write(buf.getvalue())
-            return e.code or 0
-        prog, _, msg = lines[-1].partition(": error: ")
-        print(f"error: {msg or lines[-1]} ({prog}): see {prog} --help", file=sys.stderr)
-        return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -357,33 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     if "--debug" in argv:
         debug = True
         argv = [x for x in argv if x != "--debug"]
-    args = _parse(build_parser(), argv, debug)
+    args = parse_args(build_parser(), argv, debug)
     if isinstance(args, int):
         return args
-    fmt = warnings.formatwarning
-    if not debug:
-        warnings.formatwarning = _format_warning
-    try:
-        args.fn(args)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        print(f"error: interrupted (affectkit {args.verb}): stopped by the user", file=sys.stderr)
-        return 130
-    except USER_ERRORS as e:
-        if debug:
-            raise
-        print(f"error: {_message(e)}", file=sys.stderr)
-        return 2
-    except Exception as e:
-        if debug:
-            raise
-        print(f"error: internal error, a bug in affectkit ({type(e).__name__}: {_message(e)}): please report it; "
-              f"rerun with --debug (or AFFECTKIT_DEBUG=1) for the traceback", file=sys.stderr)
-        return 1
-    finally:
-        warnings.formatwarning = fmt
-    return 0
+    return run_verb(args.fn, args, debug)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import json
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 DEMO_N = 3000
 DEMO_SIZE = 48
@@ -126,7 +127,7 @@ def run_demo(out: str | Path = "affectkit_demo", n: int | None = None, size: int
         results[bb] = res
     say("[4/4] comparing")
     paths = compare_runs(runs, out / "comparison")
-    summary = {"out": str(out), "wall_time_s": round(time.time() - t0, 1), "estimated_s": round(estimate, 1),
+    summary: dict[str, Any] = {"out": str(out), "wall_time_s": round(time.time() - t0, 1), "estimated_s": round(estimate, 1),
                "machine": describe(), "models": {}}
     for bb, r in results.items():
         figures = {"accuracy": r.get("accuracy"), "f1_macro": r.get("f1_macro"),

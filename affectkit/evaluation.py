@@ -5,7 +5,7 @@ import json
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import numpy as np
@@ -58,7 +58,7 @@ def pick_thumbs(y_true: np.ndarray, y_pred: np.ndarray | None = None, seed: int 
     return np.asarray(sorted(errors) + sorted(picked), dtype=np.int64)
 
 
-PRECISIONS = {"fp32": "32-true", "bf16": "bf16-mixed"}
+PRECISIONS: dict[str, Literal["32-true", "bf16-mixed"]] = {"fp32": "32-true", "bf16": "bf16-mixed"}
 
 
 def _eval_records(cfg: dict, data, format, label_mode, numeric_classes):

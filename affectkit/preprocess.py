@@ -26,8 +26,9 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any, Sequence, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -39,10 +40,10 @@ VERSION = 1
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 COLORS = ("rgb", "gray")
-INTERPOLATIONS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}
+INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 DEFAULT_FACE_MARGIN = 0.2
 
-ImageLike = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
+ImageLike = str | os.PathLike | bytes | Image.Image | np.ndarray
 
 
 def decode_image(source: ImageLike, color_order: str = "RGB", name: str | None = None) -> np.ndarray:
@@ -115,17 +116,18 @@ class Preprocess:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocess":
+    def from_dict(cls, d: dict[str, Any]) -> Preprocess:
         """Restore a stored contract. Every field must be present: a model is never fed by defaults."""
         names = {f.name for f in fields(cls)}
         missing = sorted(names - set(d))
         if missing:
             raise ValueError(f"stored preprocessing lacks {', '.join(missing)}: the model file was not written "
                              "by this affectkit (re-export it, or load its checkpoint)")
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names})
+        kwargs: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
+        return cls(**kwargs)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], backbone_preprocess: dict[str, Any] | None = None) -> "Preprocess":
+    def from_config(cls, config: dict[str, Any], backbone_preprocess: dict[str, Any] | None = None) -> Preprocess:
         """The contract a training config defines: its size, colour mode and face margin, the backbone's
         normalisation (``model.preprocess``), bilinear resizing (what the decoded-image store has always used)."""
         bp = backbone_preprocess or {}
@@ -141,7 +143,7 @@ class Preprocess:
         return f"{self.input_size}px-{self.color}-{self.interpolation}"
 
     # -- image -> uint8 face -------------------------------------------------------------------------------
-    def to_array(self, image: ImageLike, box: Sequence[float] | None = None, face: "Face | None" = None,
+    def to_array(self, image: ImageLike, box: Sequence[float] | None = None, face: Face | None = None,
                  color_order: str = "RGB") -> np.ndarray:
         """The ``input_size`` x ``input_size`` x 3 uint8 model input (before normalisation) for one face.
 
@@ -162,7 +164,7 @@ class Preprocess:
             rgb = _crop(rgb, box, "image")
         return self.finish(rgb)
 
-    def crop_face(self, rgb: np.ndarray, face: "Face") -> np.ndarray:
+    def crop_face(self, rgb: np.ndarray, face: Face) -> np.ndarray:
         """The framed (square, margin, eye-line aligned) region of a face at the image's resolution; a face
         that was not detected (``face.detected`` False: a whole image or a given crop) is taken as it is."""
         x1, y1, x2, y2 = face.box
@@ -178,7 +180,8 @@ class Preprocess:
         # A region large enough to hold the rotated square, rotated about its centre, then cut.
         region = img.crop(_square(cx, cy, side * math.sqrt(2.0) + 2.0))
         # PIL rotates counter-clockwise as displayed; a positive eye angle (right eye lower) needs exactly that.
-        region = region.rotate(angle, resample=Image.BILINEAR, center=(region.width / 2.0, region.height / 2.0))
+        region = region.rotate(angle, resample=Image.Resampling.BILINEAR,
+                               center=(region.width / 2.0, region.height / 2.0))
         return np.asarray(region.crop(_square(region.width / 2.0, region.height / 2.0, side)))
 
     def finish(self, crop: np.ndarray) -> np.ndarray:

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import describe
-
 from affectkit.metrics._vectorised import classification_batch
 from affectkit.metrics.bootstrap import _counts, _index_blocks
 from affectkit.metrics.classification import classification_scalars
+
+from machine import describe
 
 
 def main() -> None:

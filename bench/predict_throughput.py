@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
               f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, device {args.device}")
         print(f"{'face crops, detect=False':<34}{'images/s':>10}{'ms/image':>10}")
         for name, p in variants.items():
-            dt = timed(lambda: p.predict_batch(crops, detect=False), args.repeats)
+            dt = timed(lambda p=p: p.predict_batch(crops, detect=False), args.repeats)
             print(f"  {name:<32}{len(crops) / dt:>10.1f}{1000 * dt / len(crops):>10.2f}")
         # Model-only figure: preprocessed batch in memory, no decode/alignment.
         x = variants["torch fp32"].normalise(np.stack([np.asarray(Image.open(c).convert("RGB")) for c in crops]))

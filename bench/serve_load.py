@@ -24,7 +24,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-from machine import describe  # noqa: E402
+from machine import describe
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -36,8 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--max-seconds", type=float, default=300.0)
     args = ap.parse_args(argv)
 
-    from clitools import serve_cli
     from skimage import data
+
+    from clitools import serve_cli
 
     tmp = Path(tempfile.mkdtemp(prefix="serve_load_"))
     model = args.model

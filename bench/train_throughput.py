@@ -36,7 +36,7 @@ from affectkit.machine import describe
 
 def load_avg() -> str:
     try:
-        return "load %.2f" % os.getloadavg()[0]
+        return f"load {os.getloadavg()[0]:.2f}"
     except OSError:
         return "load ?"
 

@@ -42,11 +42,11 @@ def serve_cli(model, cwd: Path, startup_s: float = 120.0):
             try:
                 info = json.loads(urllib.request.urlopen(base + "/info", timeout=2).read())
                 break
-            except OSError:
+            except OSError as e:
                 if proc.poll() is not None:
-                    raise AssertionError(f"affectkit serve exited with {proc.returncode}:\n{proc.stdout.read()}")
+                    raise AssertionError(f"affectkit serve exited with {proc.returncode}:\n{proc.stdout.read()}") from e
                 if time.time() > end:
-                    raise AssertionError(f"affectkit serve did not answer within {startup_s:.0f} s")
+                    raise AssertionError(f"affectkit serve did not answer within {startup_s:.0f} s") from e
                 time.sleep(0.5)
         yield base, info
     finally:

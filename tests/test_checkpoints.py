@@ -93,5 +93,5 @@ def test_head_with_hidden_trunk_is_restored_from_its_checkpoint(tmp_path):
     assert meta["head_hidden"] == 16 and loaded.head.hidden == 16
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        for a, b in zip(model(x), loaded(x)):
+        for a, b in zip(model(x), loaded(x), strict=True):
             torch.testing.assert_close(a, b)

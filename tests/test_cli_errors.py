@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from affectkit.training.config import parse_set
+
 from test_config import CORPUS, MALFORMED_YAML  # the generated bad-input corpus
 
 REPO = Path(__file__).resolve().parents[1]
@@ -81,7 +82,8 @@ ISSUE_CASES = [  # (argv after train --data D --out OUT, name the error line mus
     (["--set", "cache='false'"], "cache"), (["--set", "num_classes=7"], "num_classes"),
     (["--set", "lr=fast"], "lr"), (["--set", "image_size='32'"], "image_size"), (["--set", "epochs=three"], "epochs"),
     (["--set", "lr=[0.1"], "--set lr=[0.1"), (["--set", "=3"], "--set =3"), (["--set", "epoch=3"], "epoch"),
-    (["--set", "epochs=null"], "epochs"), (["--backbone", "resnet5"], "backbone"), (["--epochs", "x"], "--epochs"), (["--lr", "fast"], "--lr"),
+    (["--set", "epochs=null"], "epochs"), (["--backbone", "resnet5"], "backbone"), (["--epochs", "x"], "--epochs"),
+    (["--lr", "fast"], "--lr"),
 ]
 
 

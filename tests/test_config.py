@@ -12,7 +12,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from affectkit.training.config import (
-    FIELDS, PRECISIONS, ConfigError, TrainConfig, build_config, load_config, parse_set, save_config,
+    FIELDS,
+    PRECISIONS,
+    ConfigError,
+    TrainConfig,
+    build_config,
+    load_config,
+    parse_set,
+    save_config,
 )
 
 # The options and defaults before the config was validated: the names are the API (YAML files, checkpoints).
@@ -23,7 +30,8 @@ OLD_DEFAULTS = {
     "backbone": "resnet50",
     "weights": "imagenet", "dropout": 0.2, "num_classes": 8, "image_size": 224, "batch_size": 32, "epochs": 25,
     "optimizer": "adam", "lr": 1e-4, "backbone_lr_mult": 1.0, "weight_decay": None, "decay_norm_bias": False,
-    "schedule": "none", "warmup_epochs": 0.0, "step_size": 10, "step_gamma": 0.1, "freeze_epochs": 0, "freeze_stages": 0,
+    "schedule": "none", "warmup_epochs": 0.0, "step_size": 10, "step_gamma": 0.1, "freeze_epochs": 0,
+    "freeze_stages": 0,
     "grad_clip": 0.0, "early_stopping": 0, "expression_loss": "ce", "class_weights": "none",
     "balanced_sampling": False, "label_smoothing": 0.0, "va_loss": "mse", "loss_expression": 1.0,
     "loss_valence": 1.0, "loss_arousal": 1.0, "aug_flip": True, "aug_affine": 0.0, "aug_color": 0.0,
@@ -217,9 +225,9 @@ def test_all_problems_in_one_error():
 
 
 def test_unknown_option_is_named_with_a_suggestion(tmp_path):
-    with pytest.raises(ConfigError, match="unknown config option 'epoch'.*did you mean epochs"):
+    with pytest.raises(ConfigError, match=r"unknown config option 'epoch'.*did you mean epochs"):
         load_config(None, epoch=3)
-    with pytest.raises(ConfigError, match="unknown config option 'zzz'.*known options: data, format"):
+    with pytest.raises(ConfigError, match=r"unknown config option 'zzz'.*known options: data, format"):
         TrainConfig(zzz=1)
 
 
@@ -238,7 +246,7 @@ def test_yaml_numbers_and_booleans(tmp_path):
     cfg = load_config(p)
     assert cfg.lr == 1e-4 and cfg.weight_decay == 0.05 and cfg.aug_flip is False and cfg.cache is False
     p.write_text('aug_flip: "no"\n')
-    with pytest.raises(ConfigError, match="invalid value 'no'.*aug_flip.*true or false"):
+    with pytest.raises(ConfigError, match=r"invalid value 'no'.*aug_flip.*true or false"):
         load_config(p)
 
 
@@ -276,10 +284,10 @@ def test_empty_yaml_is_the_defaults_and_missing_file_is_named(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("# nothing\n")
     assert load_config(p) == TrainConfig()
-    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+    with pytest.raises(FileNotFoundError, match=r"nope.yaml"):
         load_config(tmp_path / "nope.yaml")
     (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00epochs")
-    with pytest.raises(ConfigError, match="bin.yaml"):
+    with pytest.raises(ConfigError, match=r"bin.yaml"):
         load_config(tmp_path / "bin.yaml")
 
 

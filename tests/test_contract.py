@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from affectkit.labels import EXPRESSIONS
+
 from clitools import ak, serve_cli
 
 TOL = 1e-4
@@ -129,7 +130,7 @@ def test_predictor_on_every_image_form_equals_evaluate(trained, tmp_path):
     forms["RGBA PNGs"] = (rgba, "RGB")
     for what, (images, order) in forms.items():
         preds = p.predict_batch(images, detect=False, color=order)
-        got = {k: np.array([f[0].probabilities[n] for n in EXPRESSIONS]) for k, f in zip(paths, preds)}
+        got = {k: np.array([f[0].probabilities[n] for n in EXPRESSIONS]) for k, f in zip(paths, preds, strict=True)}
         assert_agree({k: ref[k] for k in paths}, got, f"Predictor on {what}")
 
 

@@ -67,7 +67,7 @@ def setup(tmp_path_factory):
 
 
 def test_evaluate_one_vs_two_processes_identical(setup):
-    tmp, faces, ckpt = setup
+    tmp, _faces, ckpt = setup
     env = _env(tmp)
     res = {}
     for devices, strategy in ((1, "auto"), (2, "ddp")):
@@ -76,7 +76,8 @@ def test_evaluate_one_vs_two_processes_identical(setup):
                  "--strategy", strategy, "--out", str(out))
         # only rank 0 writes (and reports the path); the other rank computed the same gathered metrics
         assert r.stdout.count("metrics: ") == 1
-        assert sorted(p.name for p in out.parent.iterdir()) == ["all_metrics.json", "all_predictions.csv", "all_predictions.npz"]
+        assert sorted(p.name for p in out.parent.iterdir()) == ["all_metrics.json", "all_predictions.csv",
+                                                                "all_predictions.npz"]
         res[devices] = (json.loads(out.read_text()), np.load(out.with_name("all_predictions.npz")))
     (m1, p1), (m2, p2) = res[1], res[2]
     assert m1["n"] == m2["n"] == N_FACES  # the sampler's padding duplicate was removed

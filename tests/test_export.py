@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
-from affectkit.labels import EXPRESSIONS
 from affectkit.inference.export import export_onnx, read_onnx_metadata
 from affectkit.inference.predictor import Predictor
 from affectkit.inference.video import run_predict
+from affectkit.labels import EXPRESSIONS
 
 from test_inference import INPUT_SIZE, astronaut, make_ckpt, make_model
 
@@ -95,13 +95,13 @@ def test_onnx_backend_imports_no_torch(exported, tmp_path):
 
 def test_export_and_load_errors(tmp_path, exported):
     ckpt, onnx_path = exported
-    with pytest.raises(ValueError, match="must end in .onnx"):
+    with pytest.raises(ValueError, match=r"must end in .onnx"):
         export_onnx(ckpt, tmp_path / "model.pt")
-    with pytest.raises(FileNotFoundError, match="missing.ckpt"):
+    with pytest.raises(FileNotFoundError, match=r"missing.ckpt"):
         export_onnx(tmp_path / "missing.ckpt", tmp_path / "m.onnx")
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not a protobuf")
-    with pytest.raises(ValueError, match="junk.onnx"):
+    with pytest.raises(ValueError, match=r"junk.onnx"):
         Predictor.load(junk)
     with pytest.raises(ValueError, match="backend 'onnx'"):
         Predictor.load(onnx_path, backend="torch")

@@ -32,7 +32,8 @@ def ckpt(tmp_path_factory) -> Path:
     ("fastapi", ["serve"], "affectkit serve needs fastapi (not installed): pip install affectkit[serve]"),
     ("onnx", ["export", "--out", "m.onnx"], "ONNX export needs onnx (not installed): pip install affectkit[onnx]"),
     ("facenet_pytorch", ["predict", "face.png"], "face detection (MTCNN) needs facenet-pytorch (not installed): "
-     "pip install affectkit[faces] && pip install --no-deps facenet-pytorch==2.5.3; or use detect=False / --no-detect"),
+     "pip install affectkit[faces] && pip install --no-deps facenet-pytorch==2.5.3; "
+     "or use detect=False / --no-detect"),
 ])
 def test_missing_extra_is_one_line_naming_it(tmp_path, ckpt, blocked, verb, says):
     Image.fromarray(face_photo()).save(tmp_path / "face.png")

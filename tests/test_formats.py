@@ -71,7 +71,7 @@ def test_affectnet_npy_missing_annotation_skipped_or_strict(affectnet_npy: Path)
     assert "images/1.jpg" not in {s.key for s in records.samples}
     assert records.excluded["missing annotation"] == 1 and records.excluded["unreadable annotation"] == 1
     assert {Path(f).name for f, _ in records.problems} == {"1_aro.npy", "4_val.npy"}
-    with pytest.raises(ValueError, match="1_aro.npy"):
+    with pytest.raises(ValueError, match=r"1_aro.npy"):
         read_dataset(affectnet_npy, strict=True)
 
 
@@ -178,7 +178,7 @@ def test_ferplus_missing_image_is_a_problem(tmp_path: Path) -> None:
     with pytest.warns(UserWarning, match="b.png"):
         records = read_dataset(tmp_path)
     assert len(records) == 1 and records.excluded["missing image"] == 1
-    with pytest.raises(ValueError, match="b.png"):
+    with pytest.raises(ValueError, match=r"b.png"):
         read_dataset(tmp_path, strict=True)
 
 

@@ -14,16 +14,16 @@ import pytest
 import torch
 from PIL import Image
 
-from affectkit.labels import EXPRESSIONS
 from affectkit.inference.faces import Face, FaceDetector, align_face, crop_square, eye_angle, whole_image_face
 from affectkit.inference.predictor import FacePrediction, Predictor, UnreadableImageError, read_image
 from affectkit.inference.video import ROW_FIELDS, InputWarning, expand_inputs, iter_frames, run_predict
+from affectkit.labels import EXPRESSIONS
 
 INPUT_SIZE = 64
 
 
 # ---- shared fixtures (also imported by test_export.py and test_serve.py) --------------------------
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _base_model(seed: int):
     from affectkit.models import create_model
 
@@ -105,10 +105,11 @@ def test_alignment_levels_the_eye_line():
     img = np.zeros((300, 300, 3), np.uint8)
     angle = math.radians(30)
     c, r = np.array([150.0, 150.0]), 40.0
-    left, right = c - r * np.array([math.cos(angle), math.sin(angle)]), c + r * np.array([math.cos(angle), math.sin(angle)])
+    d = r * np.array([math.cos(angle), math.sin(angle)])
+    left, right = c - d, c + d
     for (x, y), colour in ((left, (255, 0, 0)), (right, (0, 255, 0))):
         img[int(y) - 4:int(y) + 5, int(x) - 4:int(x) + 5] = colour
-    lms = np.array([left, right, c, c + [-20, 40], c + [20, 40]])
+    lms = np.array([left, right, c, c + np.array([-20, 40]), c + np.array([20, 40])])
     face = Face((100, 100, 200, 200), 1.0, lms)
     assert eye_angle(lms) == pytest.approx(30.0)
     crop = align_face(img, face, size=150, margin=0.0)
@@ -190,7 +191,7 @@ def test_batch_equals_single_and_bgr_and_paths(predictor, tmp_path):
     imgs = [rng.integers(0, 255, (80 + 10 * i, 90, 3), dtype=np.uint8) for i in range(5)]
     batch = Predictor.from_model(predictor.backend.model, batch_size=2).predict_batch(imgs, detect=False)
     single = [predictor.predict(im, detect=False)[0] for im in imgs]
-    for b, s in zip(batch, single):
+    for b, s in zip(batch, single, strict=True):
         assert len(b) == 1
         assert max(abs(b[0].probabilities[n] - s.probabilities[n]) for n in EXPRESSIONS) < 1e-5
         assert b[0].valence == pytest.approx(s.valence, abs=1e-5)
@@ -230,8 +231,8 @@ def test_predict_with_detection_and_no_face(predictor):
     photo = face_photo()
     preds = predictor.predict(photo)
     assert len(preds) == 1
-    x1, y1, x2, y2 = preds[0].box
-    assert 300 <= x1 and x2 <= 300 + 126 + 5 and 120 <= y1  # inside the pasted head
+    x1, y1, x2, _y2 = preds[0].box
+    assert x1 >= 300 and x2 <= 300 + 126 + 5 and y1 >= 120  # inside the pasted head
     assert preds[0].landmarks is not None and len(preds[0].landmarks) == 5
     assert predictor.predict(np.zeros((120, 160, 3), np.uint8)) == []
 
@@ -247,7 +248,7 @@ def test_load_from_checkpoint_uses_its_margin(tmp_path):
     run = tmp_path / "run"
     make_ckpt(run / "checkpoints" / "best.ckpt", face_margin=0.35)
     assert Predictor.load(run).predict(img, detect=False)[0].probabilities == pytest.approx(ref.probabilities, abs=1e-6)
-    with pytest.raises(FileNotFoundError, match="nope.ckpt"):
+    with pytest.raises(FileNotFoundError, match=r"nope.ckpt"):
         Predictor.load(tmp_path / "nope.ckpt")
     with pytest.raises(ValueError, match="backend"):
         Predictor.load(ckpt, backend="tensorrt")
@@ -256,9 +257,9 @@ def test_load_from_checkpoint_uses_its_margin(tmp_path):
 def test_unreadable_images_name_the_file(predictor, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not a jpeg at all")
-    with pytest.raises(UnreadableImageError, match="broken.jpg"):
+    with pytest.raises(UnreadableImageError, match=r"broken.jpg"):
         predictor.predict(bad)
-    with pytest.raises(UnreadableImageError, match="missing.png"):
+    with pytest.raises(UnreadableImageError, match=r"missing.png"):
         read_image(tmp_path / "missing.png")
     with pytest.raises(UnreadableImageError, match="shape"):
         read_image(np.zeros((3, 4, 5, 6)))
@@ -331,7 +332,7 @@ def test_run_predict_gif_video_json_and_no_detect(tmp_path, predictor):
 
 
 def test_run_predict_rejects_bad_arguments_early(tmp_path, predictor):
-    with pytest.raises(ValueError, match="out.txt"):
+    with pytest.raises(ValueError, match=r"out.txt"):
         run_predict(predictor, [tmp_path], out=tmp_path / "out.txt")
     with pytest.raises(ValueError, match="every_n"):
         run_predict(predictor, [tmp_path], every_n=0)

@@ -38,7 +38,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
 def test_resolve_checkpoint(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)
-    with pytest.raises(FileNotFoundError, match="looked for checkpoints/best.ckpt"):
+    with pytest.raises(FileNotFoundError, match=r"looked for checkpoints/best.ckpt"):
         resolve_checkpoint(run)
     (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
     assert resolve_checkpoint(run) == run / "checkpoints" / "last.ckpt"

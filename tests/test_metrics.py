@@ -9,7 +9,7 @@ import warnings
 import krippendorff
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.stats import pearsonr
 from sklearn.metrics import (

@@ -62,7 +62,8 @@ def test_freezing_k_stages_matches_the_layout(name):
         frozen = {n for n, p in params.items() if not p.requires_grad}
         assert frozen == {n for n in params if owners[n][0] < k}, f"{name}: k={k}"
         eval_bn = {n for n in bns if not backbone.get_submodule(n).training}
-        assert eval_bn == {n for n in bns if any(f"{n}.".startswith(pre) for pre in _flat(layout[:k]))}, f"{name}: k={k}"
+        prefixes = _flat(layout[:k])
+        assert eval_bn == {n for n in bns if any(f"{n}.".startswith(pre) for pre in prefixes)}, f"{name}: k={k}"
         assert all(p.requires_grad for p in model.head.parameters())
 
 

@@ -56,7 +56,7 @@ def test_schedule_matches_the_old_lambda_at_every_step_and_group(changes):
     base = [g["lr"] for g in param_groups(model, cfg)]
     assert len(base) == 4 and base == [1e-3, 1e-3, 1e-2, 1e-2]
     for step in range(total):
-        for g, b in zip(opt.param_groups, base):
+        for g, b in zip(opt.param_groups, base, strict=True):
             assert g["lr"] == pytest.approx(b * _old_factor(step, cfg, spe, total), rel=1e-6, abs=1e-15), step
         opt.step()
         sched.step()

@@ -192,7 +192,7 @@ def test_report_reads_metrics_json_and_computes_confusion(tmp_path):
 def test_corrupt_file_names_it(tmp_path):
     run = make_run(tmp_path, predictions=False)
     (run / "eval" / "test_metrics.json").write_text("{not json")
-    with pytest.raises(ValueError, match="test_metrics.json"):
+    with pytest.raises(ValueError, match=r"test_metrics.json"):
         write_report(run)
 
 

@@ -81,7 +81,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(faces, tmp_path
     subprocess.run(_args(faces, crash, "--resume"), env=env, check=True, capture_output=True, timeout=300)
     a, b = _rows(full), _rows(crash)
     assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == [0, 1]
-    for ra, rb in zip(a, b):
+    for ra, rb in zip(a, b, strict=True):
         assert ra.keys() == rb.keys()
         for k in ra:
             assert rb[k] == pytest.approx(ra[k], abs=1e-5, rel=1e-5), (ra["epoch"], k)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import io
 import json
@@ -20,9 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from affectkit.labels import EXPRESSIONS
 from affectkit.inference.predictor import Predictor
 from affectkit.inference.server import make_server, serve_in_thread
+from affectkit.labels import EXPRESSIONS
 
 from clitools import serve_cli
 from test_inference import astronaut, face_photo, make_model
@@ -133,7 +134,7 @@ def _raw(server: str, request: bytes, read_timeout: float = 30.0) -> bytes:
                 chunks.append(chunk)
                 if b"\r\n\r\n" in b"".join(chunks) and b'"status"' in b"".join(chunks):
                     break
-        except socket.timeout:
+        except TimeoutError:
             pass
     return b"".join(chunks)
 
@@ -266,10 +267,8 @@ class _CDP:
         return reply["result"]
 
     def close(self):
-        try:
+        with contextlib.suppress(Exception):
             self.send("Browser.close", timeout=5)
-        except Exception:
-            pass
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
@@ -341,7 +340,8 @@ def _drive_page(server: str, img: Path, tmp_path: Path) -> dict:
             const c = document.getElementById('view');
             const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
             let nonGrey = 0;
-            for (let i = 0; i < px.length; i += 4) if (Math.abs(px[i] - px[i + 1]) > 60 || Math.abs(px[i + 1] - px[i + 2]) > 60) nonGrey++;
+            for (let i = 0; i < px.length; i += 4)
+                if (Math.abs(px[i] - px[i + 1]) > 60 || Math.abs(px[i + 1] - px[i + 2]) > 60) nonGrey++;
             return {cards: document.querySelectorAll('.face-card').length,
                     expression: card.dataset.expression,
                     bars: [...card.querySelectorAll('.bar')].map(b => parseFloat(b.dataset.value)),

@@ -7,6 +7,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from affectkit.data.records import Records, Sample
 from affectkit.data.splits import apply_split, load_split, make_split, save_split
@@ -29,7 +31,7 @@ def test_stratified_proportions_within_one_sample() -> None:
     records = _records(COUNTS)
     split = make_split(records, test_size=0.2, val_size=0.1, seed=3)
     n = len(records)
-    assert sorted(sum(split.values(), [])) == sorted(s.key for s in records.samples)  # a partition
+    assert sorted(k for keys in split.values() for k in keys) == sorted(s.key for s in records.samples)  # a partition
     assert len(split["test"]) == round(n * 0.2) and len(split["val"]) == round(n * 0.1)
     cls_of = {s.key: s.expression for s in records.samples}
     for name, fraction in (("test", 0.2), ("val", 0.1), ("train", 0.7)):
@@ -107,8 +109,6 @@ def test_bad_arguments() -> None:
 
 # ------------------------------------------------------------------------------------------- grouped splits
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
-
 
 def _grouped_records(sizes: list[int], classes: int = 3, fmt: str = "ckplus", split_of=None) -> Records:
     """Group g holds sizes[g] images; expressions cycle within a group so groups mix classes."""
@@ -132,7 +132,7 @@ def test_grouped_split_keeps_groups_whole_and_records_them(tmp_path: Path) -> No
     groups = _part_groups(records, split)
     assert not groups["train"] & groups["test"] and not groups["train"] & groups["val"] \
         and not groups["val"] & groups["test"]
-    assert sorted(sum(split.values(), [])) == sorted(s.key for s in records.samples)
+    assert sorted(k for keys in split.values() for k in keys) == sorted(s.key for s in records.samples)
     assert len(groups["test"]) == 8 and len(groups["val"]) == 4  # equal groups: exact fractions of groups
     assert split.info["grouped"] is True and split.info["split_by"] == "auto"
     assert {k: set(v) for k, v in split.info["groups"].items()} == groups
@@ -189,7 +189,7 @@ def test_grouped_splits_never_share_a_group(sizes, classes, test_size, val_size,
     records = _grouped_records(sizes, classes)
     records.samples += [Sample(image=f"x{i}", expression=i % classes, key=f"x{i}") for i in range(ungrouped)]
     split = make_split(records, test_size=test_size, val_size=val_size, seed=seed)
-    assert sorted(sum(split.values(), [])) == sorted(s.key for s in records.samples)  # a partition
+    assert sorted(k for keys in split.values() for k in keys) == sorted(s.key for s in records.samples)  # a partition
     groups = _part_groups(records, split)
     groups = {name: {g for g in members if g is not None} for name, members in groups.items()}
     assert not groups["train"] & groups["val"] and not groups["train"] & groups["test"] \

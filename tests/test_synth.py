@@ -9,7 +9,13 @@ import pytest
 
 from affectkit.data import synth
 from affectkit.data.synth import (
-    VA_PROTOTYPES, FaceParams, face_params, generate, render_face, sample_params, synth_arrays,
+    VA_PROTOTYPES,
+    FaceParams,
+    face_params,
+    generate,
+    render_face,
+    sample_params,
+    synth_arrays,
 )
 
 
@@ -147,7 +153,7 @@ def test_generate_refuses_foreign_or_different_directories(tmp_path):
     with pytest.raises(FileExistsError, match="different parameters"):
         generate(ds, 4, seed=2, size=32, workers=1)
     (ds / "synth.json").write_text("{broken")
-    with pytest.raises(FileExistsError, match="synth.json"):
+    with pytest.raises(FileExistsError, match=r"synth.json"):
         generate(ds, 4, seed=1, size=32, workers=1)
     afile = tmp_path / "file"
     afile.write_text("x")

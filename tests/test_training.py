@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from affectkit.cli import main
+from affectkit.training.augment import augment_batch
 from affectkit.training.config import load_config
 from affectkit.training.losses import balanced_class_weights, ccc_loss, multitask_loss
-from affectkit.training.augment import augment_batch
 
 TINY = ["--backbone", "resnet18", "--weights", "none", "--image-size", "32", "--batch-size", "32", "--lr", "0.002"]
 
@@ -101,8 +101,8 @@ def _set_constant_head(model):
         for lin in linears:
             lin.weight.zero_()
             lin.bias.zero_()
-        cls = next(l for l in linears if l.out_features == 8)
-        va = next(l for l in linears if l.out_features == 2)
+        cls = next(lin for lin in linears if lin.out_features == 8)
+        va = next(lin for lin in linears if lin.out_features == 2)
         cls.bias[2] = 5.0
         va.bias.fill_(5.0)
 

@@ -28,7 +28,8 @@ def _hub(tmp_path):
     return d
 
 
-@pytest.mark.parametrize(("name", "file_name"), [("resnet50", "resnet50-11ad3fa6.pth"), ("vgg16", "vgg16-397923af.pth")])
+@pytest.mark.parametrize(("name", "file_name"),
+                         [("resnet50", "resnet50-11ad3fa6.pth"), ("vgg16", "vgg16-397923af.pth")])
 def test_missing_imagenet_weights_message_names_file_and_place(name, file_name, tmp_path):
     with pytest.raises(WeightsNotFoundError) as info:
         create_model(name)
@@ -58,7 +59,7 @@ def test_failed_download_becomes_weights_not_found(monkeypatch):
 
     monkeypatch.delenv("AFFECTKIT_OFFLINE")
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    with pytest.raises(WeightsNotFoundError, match="resnet18-f37072fd.pth"):
+    with pytest.raises(WeightsNotFoundError, match=r"resnet18-f37072fd.pth"):
         resolve_imagenet(get_spec("resnet18"))
     assert calls == ["https://download.pytorch.org/models/resnet18-f37072fd.pth"]
 
@@ -104,7 +105,7 @@ def test_state_dict_path_round_trip(tmp_path):
     a = create_model("mobilenet_v2", weights="none")
     torch.save(a.backbone.state_dict(), tmp_path / "backbone.pt")
     b = create_model("mobilenet_v2", weights=str(tmp_path / "backbone.pt"))
-    for (k, va), (_, vb) in zip(a.backbone.state_dict().items(), b.backbone.state_dict().items()):
+    for (k, va), (_, vb) in zip(a.backbone.state_dict().items(), b.backbone.state_dict().items(), strict=True):
         assert torch.equal(va, vb), k
 
 
@@ -144,10 +145,10 @@ def test_safetensors_path(tmp_path):
 
 
 def test_bad_weight_files_raise_clear_errors(tmp_path):
-    with pytest.raises(WeightsNotFoundError, match="nope.pth"):
+    with pytest.raises(WeightsNotFoundError, match=r"nope.pth"):
         create_model("resnet18", weights=str(tmp_path / "nope.pth"))
     (tmp_path / "junk.pth").write_bytes(b"not a pickle")
-    with pytest.raises(ValueError, match="junk.pth"):
+    with pytest.raises(ValueError, match=r"junk.pth"):
         create_model("resnet18", weights=str(tmp_path / "junk.pth"))
     sd = torchvision.models.resnet18().state_dict()
     partial = {k: v for k, v in sd.items() if not k.startswith("layer4")}

@@ -18,6 +18,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
 from affectkit.data.records import Sample
 from affectkit.preprocess import Preprocess
 
@@ -84,9 +85,9 @@ class ImageStore:
         return len(self.ok)
 
 
-def build_store(samples: list[Sample], size: int | Preprocess, cache_dir: str | Path | None = None, workers: int | None = None,
-                strict: bool = False, progress: bool = False, decode_device: str | None = None,
-                warn: bool = True) -> ImageStore:
+def build_store(samples: list[Sample], size: int | Preprocess, cache_dir: str | Path | None = None,
+                workers: int | None = None, strict: bool = False, progress: bool = False,
+                decode_device: str | None = None, warn: bool = True) -> ImageStore:
     """Return the store for these samples made by ``size`` (a Preprocess, or a pixel size for the default
     RGB contract), building it when absent or stale.
 

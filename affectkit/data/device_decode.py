@@ -94,7 +94,7 @@ def decode_resized_batch(samples: list[Sample], size: int, device) -> list[np.nd
     whole = [i for i, d in enumerate(datas) if _EOI in d[-1024:].numpy().tobytes()]
     out: list[np.ndarray | None] = [None] * len(samples)
     if whole:
-        for i, img in zip(whole, _decode_jpegs([datas[i] for i in whole], device)):
+        for i, img in zip(whole, _decode_jpegs([datas[i] for i in whole], device), strict=True):
             out[i] = None if img is None else _crop_resize(img, samples[i].box, size)
     return out
 
@@ -115,7 +115,7 @@ def fill_store_on_device(path: str, samples: list[Sample], preprocess, device: s
         on_device = [i for i, s in enumerate(chunk) if device_decodable(s)]
         results: list[np.ndarray | None] = [None] * len(chunk)
         if on_device:
-            for i, img in zip(on_device, decode_resized_batch([chunk[i] for i in on_device], size, dev)):
+            for i, img in zip(on_device, decode_resized_batch([chunk[i] for i in on_device], size, dev), strict=True):
                 results[i] = img
         for i, s in enumerate(chunk):
             try:

@@ -282,7 +282,7 @@ def scan_images(
     else:
         with ThreadPoolExecutor(n_workers) as pool:
             results = list(pool.map(check, paths))
-    for path, err in zip(paths, results):
+    for path, err in zip(paths, results, strict=True):
         if err is not None:
             if strict:
                 raise err
@@ -301,9 +301,9 @@ def scan_images(
             ok.append(s)
         elif os.fspath(s.image) not in bad:
             ok.append(s)
-    for i, err in enumerate(bad.values()):
+    for i, problem in enumerate(bad.values()):
         if i < MAX_SCAN_WARNINGS:
-            warnings.warn(f"skipping bad image {err}", stacklevel=2)
+            warnings.warn(f"skipping bad image {problem}", stacklevel=2)
     if len(bad) > MAX_SCAN_WARNINGS:
         warnings.warn(f"{len(bad) - MAX_SCAN_WARNINGS} more bad images skipped", stacklevel=2)
     problems = [(path, f"{err.kind}: {err.reason}") for path, err in bad.items()]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -167,7 +168,7 @@ class AffectDataModule(L.LightningDataModule):
         ds = self.datasets[part]
         workers = self._workers()
         # Own generator: creating an iterator then never draws from the global RNG, which a resumed run restores.
-        kw = dict(batch_size=self.batch_size, num_workers=workers, collate_fn=collate,
+        kw: dict[str, Any] = dict(batch_size=self.batch_size, num_workers=workers, collate_fn=collate,
                   pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
                   generator=torch.Generator().manual_seed(self.seed))
         if workers > 0:

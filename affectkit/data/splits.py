@@ -174,8 +174,8 @@ def _grouped(samples: Iterable[Sample], sizes: dict[str, float], seed: int) -> d
     for i, (name, fraction) in enumerate(sizes.items()):
         share = fraction * total / len(remaining) if remaining else 0.0
         mask = _take_groups(remaining, share, seed + i)
-        out[name] = sorted(s.key for s, taken in zip(remaining, mask) if taken)
-        remaining = [s for s, taken in zip(remaining, mask) if not taken]
+        out[name] = sorted(s.key for s, taken in zip(remaining, mask, strict=True) if taken)
+        remaining = [s for s, taken in zip(remaining, mask, strict=True) if not taken]
     out["train"] = sorted(s.key for s in remaining)
     return out
 
@@ -183,7 +183,7 @@ def _grouped(samples: Iterable[Sample], sizes: dict[str, float], seed: int) -> d
 def _groups_info(samples: Sequence[Sample], parts: dict[str, list[str]]) -> dict[str, list[str]]:
     """Each part's groups, as the split file records them."""
     group_of = {s.key: s.group for s in samples}
-    return {name: sorted({group_of[k] for k in keys if group_of.get(k) is not None}) for name, keys in parts.items()}
+    return {name: sorted({g for k in keys if (g := group_of.get(k)) is not None}) for name, keys in parts.items()}
 
 
 def _warn_shared_groups(groups: dict[str, list[str]]) -> None:

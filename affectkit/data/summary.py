@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from typing import Any
 
 import numpy as np
 
@@ -49,7 +50,7 @@ def _image_sizes(records_samples: list, limit: int = SIZE_SAMPLE) -> dict | None
         heights.append(h)
     if not widths:
         return None
-    stats = {}
+    stats: dict[str, Any] = {}
     for name, values in (("width", widths), ("height", heights)):
         v = np.asarray(values)
         stats[name] = {"min": int(v.min()), "median": float(np.median(v)), "max": int(v.max())}

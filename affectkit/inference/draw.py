@@ -1,7 +1,7 @@
 """Drawing predictions onto a picture: a coloured box per face, labelled with expression and valence/arousal."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont

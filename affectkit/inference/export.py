@@ -13,10 +13,9 @@ import warnings
 from pathlib import Path
 
 from affectkit.extras import require
-from affectkit.labels import EXPRESSIONS
 from affectkit.inference.predictor import ONNX_METADATA_KEY
+from affectkit.labels import EXPRESSIONS
 from affectkit.preprocess import Preprocess
-
 
 QUANTIZE = (None, "int8")
 

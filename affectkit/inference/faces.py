@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from affectkit.preprocess import DEFAULT_FACE_MARGIN as DEFAULT_MARGIN
-from affectkit.preprocess import Preprocess, decode_image, eye_angle, face_square
+from affectkit.preprocess import Preprocess, decode_image, eye_angle, face_square  # noqa: F401 - eye_angle: public here too
 
 
 @dataclass
@@ -90,10 +90,11 @@ class FaceDetector:
         if boxes is None:
             return []
         faces = []
-        for box, p, pts in zip(boxes, probs, points):
+        for box, p, pts in zip(boxes, probs, points, strict=True):
             if p is None or float(p) < self.min_confidence:
                 continue
-            faces.append(Face(box=tuple(float(v) for v in np.asarray(box, dtype=np.float64)),
+            x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float64))
+            faces.append(Face(box=(x1, y1, x2, y2),
                               score=float(p), landmarks=np.asarray(pts, dtype=np.float64).reshape(5, 2)))
         faces.sort(key=lambda f: -f.score)
         return faces

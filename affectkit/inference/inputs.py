@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import glob
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from PIL import Image
 
@@ -17,7 +17,7 @@ class InputWarning(UserWarning):
     """An input that was skipped or only partly read; the message names it."""
 
 
-def expand_inputs(inputs: Sequence[str | Path]) -> list[tuple[str, str | None]]:
+def expand_inputs(inputs: Sequence[str | Path] | str | Path) -> list[tuple[str, str | None]]:
     """(path, problem) pairs: folders (recursive, sorted, image and video files), globs and files, in order.
 
     ``problem`` is None for usable paths, else a reason (missing file, glob with no match).
@@ -36,10 +36,10 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[tuple[str, str | None]]:
         elif p.is_file():
             out.append((s, None))
         elif glob.has_magic(s):
-            files = sorted(f for f in glob.glob(s, recursive=True) if Path(f).is_file())
-            if not files:
+            matches = sorted(f for f in glob.glob(s, recursive=True) if Path(f).is_file())
+            if not matches:
                 out.append((s, "no file matches this pattern"))
-            out.extend((f, None) for f in files)
+            out.extend((f, None) for f in matches)
         else:
             out.append((s, "no such file or folder"))
     return out

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from affectkit.labels import EXPRESSIONS
 from affectkit.inference.predictor import FacePrediction
+from affectkit.labels import EXPRESSIONS
 
 ROW_FIELDS = (["source", "frame", "time_s", "x1", "y1", "x2", "y2", "score", "expression"]
               + [f"prob_{n}" for n in EXPRESSIONS] + ["valence", "arousal", "status"])
@@ -22,7 +22,7 @@ ROW_FIELDS = (["source", "frame", "time_s", "x1", "y1", "x2", "y2", "score", "ex
 def prediction_row(source: str, frame: int, time_s: float | None, pred: FacePrediction | None,
                    status: str = "ok") -> dict[str, Any]:
     """One output row (see module docstring); ``pred=None`` gives an empty row with ``status``."""
-    row: dict[str, Any] = {k: None for k in ROW_FIELDS}
+    row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
     row.update(source=source, frame=frame, time_s=None if time_s is None else round(float(time_s), 4),
                status=status)
     if pred is None:

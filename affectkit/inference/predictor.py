@@ -19,16 +19,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
-from affectkit.labels import EXPRESSIONS
 from affectkit.inference.faces import Face, FaceDetector, whole_image_face
 from affectkit.io import resolve_checkpoint
+from affectkit.labels import EXPRESSIONS
 from affectkit.preprocess import Preprocess, describe_heads, restore
 
 ONNX_METADATA_KEY = "affectkit"
@@ -188,7 +189,7 @@ class Predictor:
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path, backend: str | None = None, device: str = "cpu", **kwargs) -> "Predictor":
+    def load(cls, path: str | Path, backend: str | None = None, device: str = "cpu", **kwargs) -> Predictor:
         """Load a ``.ckpt`` or run folder (backend "torch") or ``.onnx`` (backend "onnx"; by suffix when None).
 
         kwargs go to the constructor (min_confidence, tta, batch_size) and, for torch, ``precision``
@@ -219,7 +220,7 @@ class Predictor:
     @classmethod
     def from_model(cls, model, preprocess: Preprocess | dict | None = None, backbone: str | None = None,
                    device: str = "cpu", precision: str = "fp32", channels_last: bool = False,
-                   heads: dict[str, bool] | None = None, **kwargs) -> "Predictor":
+                   heads: dict[str, bool] | None = None, **kwargs) -> Predictor:
         """Wrap an in-memory AffectModel (``logits, va = model(x)``). ``preprocess`` is the contract it was
         trained with; without one, the model's backbone normalisation at its ``input_size`` (an untrained or
         hand-built model)."""
@@ -269,7 +270,7 @@ class Predictor:
 
     def predict_faces(self, rgbs: Sequence[np.ndarray], faces: Sequence[Sequence[Face]]) -> list[list[FacePrediction]]:
         """Predictions for given faces of given RGB images (lists aligned by index)."""
-        crops = [c for rgb, fs in zip(rgbs, faces) for c in self.face_inputs(rgb, fs)]
+        crops = [c for rgb, fs in zip(rgbs, faces, strict=True) for c in self.face_inputs(rgb, fs)]
         if not crops:
             return [[] for _ in rgbs]
         probs, va = self.predict_crops(np.stack(crops))
@@ -308,10 +309,11 @@ class Predictor:
     def _prediction(self, face: Face, probs: np.ndarray, va: np.ndarray) -> FacePrediction:
         k = int(np.argmax(probs))
         has_exp = self.heads["expression"]
+        x1, y1, x2, y2 = (float(v) for v in face.box)
         return FacePrediction(
-            box=tuple(float(v) for v in face.box), score=float(face.score),
+            box=(x1, y1, x2, y2), score=float(face.score),
             expression=self.expressions[k] if has_exp else None, expression_id=k if has_exp else None,
-            probabilities={n: float(p) for n, p in zip(self.expressions, probs)} if has_exp else {},
+            probabilities={n: float(p) for n, p in zip(self.expressions, probs, strict=True)} if has_exp else {},
             valence=float(va[0]) if self.heads["valence"] else None,
             arousal=float(va[1]) if self.heads["arousal"] else None,
             landmarks=None if face.landmarks is None else np.asarray(face.landmarks).round(2).tolist())

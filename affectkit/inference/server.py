@@ -228,7 +228,7 @@ class DemoServer:
         self.server_address = self.socket.getsockname()[:2]
         app = make_app(predictor, max_upload_mb, max_concurrent, read_timeout)
         # limit_concurrency: connections + tasks beyond it get uvicorn's own 503; keep-alive idles are closed
-        config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=keep_alive,
+        config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # uvicorn takes seconds as float too
                                 limit_concurrency=max(64, 8 * max_concurrent), h11_max_incomplete_event_size=64 * 1024)
         self.server = uvicorn.Server(config)
         self._serving, self._done = threading.Event(), threading.Event()

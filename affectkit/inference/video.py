@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -104,7 +105,7 @@ def _predict_frames(predictor: Predictor, frames: list[tuple[str, int, float | N
         return out
     faces = [predictor.find_faces(rgb, detect=detect) for _, _, _, rgb in frames]
     preds = predictor.predict_faces([f[3] for f in frames], faces)
-    for (src, idx, t, rgb), ps in zip(frames, preds):
+    for (src, idx, t, rgb), ps in zip(frames, preds, strict=True):
         key = src if t is None else (src, idx)
         out[key] = ([prediction_row(src, idx, t, p) for p in ps] if ps
                     else [prediction_row(src, idx, t, None, status="no_face")])

@@ -5,8 +5,8 @@ pyav or ffmpeg plugin if installed, else an error naming what to install.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -126,6 +126,7 @@ class Annotator:
         self._used: set[str] = set()
 
     def name(self, source: str, suffix: str) -> Path:
+        assert self.folder is not None, "only called when writing annotated copies"
         stem = Path(source).stem or "input"
         cand, k = stem + suffix, 1
         while cand in self._used:
@@ -148,7 +149,8 @@ class Annotator:
 
             out = self.name(source, "_annotated.mp4")
             w, h = frames[0].size
-            writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+            fourcc = cv2.VideoWriter_fourcc(*"mp4v")  # type: ignore[attr-defined]  # in cv2, not in its stubs
+            writer = cv2.VideoWriter(str(out), fourcc, fps, (w, h))
             for f in frames:
                 writer.write(np.asarray(f)[:, :, ::-1])
             writer.release()

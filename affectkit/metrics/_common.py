@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+import types
 import warnings
 
 import numpy as np
@@ -21,7 +22,8 @@ class UndefinedMetricWarning(UserWarning):
 
 def _warn(message: str) -> None:
     # Attribute the warning to the first caller outside this package, however deep the internal call.
-    level, frame = 2, sys._getframe(1)
+    level = 2
+    frame: types.FrameType | None = sys._getframe(1)
     while frame is not None and os.path.dirname(os.path.abspath(frame.f_code.co_filename)) == _PACKAGE_DIR:
         level, frame = level + 1, frame.f_back
     warnings.warn(message, UndefinedMetricWarning, stacklevel=level)

@@ -83,7 +83,8 @@ def _regression_point(y_true: Any, y_pred: Any, keys: Sequence[str], warn: bool 
             t_const = t.min() == t.max()
             p_const = p.min() == p.max()
             if "corr" in keys and math.isnan(out["corr"]):
-                which = "both y_true and y_pred are" if t_const and p_const else ("y_true is" if t_const else "y_pred is")
+                which = ("both y_true and y_pred are" if t_const and p_const
+                         else ("y_true is" if t_const else "y_pred is"))
                 _warn(f"Pearson correlation undefined: {which} constant; set to NaN")
             if "ccc" in keys and math.isnan(out["ccc"]):
                 _warn("CCC undefined: y_true and y_pred are both constant and equal (zero denominator); set to NaN")

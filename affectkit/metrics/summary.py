@@ -39,7 +39,7 @@ def multitask_metrics(y_true: Any, y_prob: Any, valence_true: Any, valence_pred:
     if len(set(lengths.values())) > 1:
         raise ValueError(f"arrays differ in length: {lengths}")
     n = next(iter(lengths.values()), 0)
-    boot = {"ci": ci, "n_boot": n_boot, "alpha": alpha, "seed": seed}
+    boot: dict[str, Any] = {"ci": ci, "n_boot": n_boot, "alpha": alpha, "seed": seed}
 
     if y_true is None:
         out = _classification(np.zeros(0, dtype=np.int64), np.zeros((0, len(list(labels)))), labels, names,

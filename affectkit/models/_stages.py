@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from functools import partial
+from typing import Any, cast
 
 from torch import nn
 
@@ -77,4 +78,5 @@ def _own_tail(matcher: dict) -> dict:
 
 def timm_stages(model: nn.Module) -> list[nn.Module]:
     """Stages of a timm model from its coarse ``group_matcher``: stem, each block stage, head-side layers."""
-    return grouped_stages(model, _own_tail(model.group_matcher(coarse=True)))
+    matcher = cast(Any, model).group_matcher  # a timm model method that nn.Module does not declare
+    return grouped_stages(model, _own_tail(matcher(coarse=True)))

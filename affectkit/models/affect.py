@@ -46,7 +46,7 @@ class AffectModel(nn.Module):
         }
         # Must be a module-level function (not a lambda) for the model to stay picklable.
         self._stages_fn = stages_fn
-        self._frozen: int | None | bool = False  # False: nothing frozen; None: whole backbone; int: first k stages
+        self._frozen: int | bool | None = False  # False: nothing frozen; None: whole backbone; int: first k stages
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone(x)

@@ -1,7 +1,7 @@
 """Any timm architecture as a backbone (``"timm:<name>"``)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 
@@ -23,7 +23,7 @@ def _timm_preprocess(cfg: Any) -> dict:
 
 
 def _timm_to_backbone(full: nn.Module) -> nn.Module:
-    full.reset_classifier(0)
+    cast(Any, full).reset_classifier(0)  # a timm model method that nn.Module does not declare
     return full
 
 

@@ -1,6 +1,8 @@
 """VGG16 (with and without BatchNorm) from torchvision, without its fully connected layers."""
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -41,7 +43,7 @@ def _vgg_spec(name: str, batch_norm: bool) -> BackboneSpec:
     return BackboneSpec(
         name=name,
         build_full=lambda: builder(weights=None),
-        to_backbone=lambda full: VGGFeatures(full.features),
+        to_backbone=lambda full: VGGFeatures(cast(nn.Sequential, full.features)),
         # Built directly so the 120M-parameter classifier is never allocated.
         build_backbone_fn=lambda: VGGFeatures(make_layers(cfgs["D"], batch_norm=batch_norm)),
         stages=matcher_stages(index_matcher("features", _STAGE_BOUNDS[batch_norm])),

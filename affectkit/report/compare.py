@@ -11,9 +11,9 @@ from __future__ import annotations
 import csv
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from affectkit.report.format import fmt, fmt_duration
 from affectkit.report.load import RunData, load_run, metric_value
@@ -47,7 +47,7 @@ def _column_names(runs: Sequence[RunData]) -> list[str]:
     base = [r.display_name for r in runs]
     counts = Counter(base)
     names = [f"{b} ({r.run_dir.name})" if (counts[b] > 1 or b in _RESERVED) and b != r.run_dir.name else b
-             for b, r in zip(base, runs)]
+             for b, r in zip(base, runs, strict=True)]
     names = [f"{n} (run)" if n in _RESERVED else n for n in names]
     seen: Counter = Counter()
     out = []
@@ -156,7 +156,7 @@ def comparison_table(run_dirs: Sequence[str | Path], split: str = "test") -> lis
     cols = _labels(runs)
     table = []
     for label, getter, better in METRIC_ROWS[:1] + OPTIONAL_ROWS + METRIC_ROWS[1:]:  # beside accuracy
-        values = {c: float(getter(r)) for c, r in zip(cols, runs)}
+        values = {c: float(getter(r)) for c, r in zip(cols, runs, strict=True)}
         if (label, getter, better) in OPTIONAL_ROWS and not any(math.isfinite(v) for v in values.values()):
             continue
         table.append({"metric": label, "better": better, **values, "best": best_columns(values, better)})
@@ -194,11 +194,11 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str
     cols = columns(table)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    header = ["Metric"] + cols
+    header = ["Metric", *cols]
     # Markdown/HTML show the duration as "1h 02m 05s"; the CSV keeps seconds under the "(s)" label
     rows = [[r["metric"].removesuffix(" (s)")] + [_display(r["metric"], r[c]) for c in cols] for r in table]
     bold = {(i, 1 + cols.index(c)) for i, r in enumerate(table) for c in r["best"]}
-    folders = [[c, str(Path(d))] for c, d in zip(cols, run_dirs)]
+    folders = [[c, str(Path(d))] for c, d in zip(cols, run_dirs, strict=True)]
     evals = any(Path(d).is_file() for d in run_dirs)
     note = ("Best per row in bold: higher is better, except RMSE (lower is better). "
             "n, epochs and training time are not ranked.")

@@ -84,7 +84,7 @@ def plot_training_curves(rows: Sequence[Mapping[str, object]], out_png: str | Pa
     nrows = math.ceil(len(panels) / ncols)
     fig = _new_figure(3.6 * ncols, 2.6 * nrows)
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    for ax, (title, suffix) in zip(axes, panels):
+    for ax, (title, suffix) in zip(axes, panels, strict=False):  # more axes than panels: the grid is full rows
         drawn = False
         series = [(suffix, "", "k")] if suffix in ("val_score", "lr") else [
             (f"train_{suffix}", "train", _TRAIN_COLOR), (f"val_{suffix}", "val", _VAL_COLOR)]
@@ -140,7 +140,7 @@ def plot_confusion(cm: Sequence[Sequence[float]] | np.ndarray, names: Sequence[s
             ax.text(j, i, text, ha="center", va="center", fontsize=7,
                     color="white" if shown[i, j] > thresh else "black")
     ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(k), [f"{n} ({int(t)})" for n, t in zip(names, totals[:, 0])], fontsize=8)
+    ax.set_yticks(range(k), [f"{n} ({int(t)})" for n, t in zip(names, totals[:, 0], strict=True)], fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (support)")
     ax.set_title("Confusion matrix" + (" (row-normalised)" if normalize else ""), fontsize=10)
@@ -298,7 +298,8 @@ def plot_circumplex(va_true: np.ndarray | None, va_pred: np.ndarray, out_png: st
     if ax.get_legend_handles_labels()[1]:
         legend = ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
         for handle in legend.legend_handles:  # faint points in the plot, readable swatches in the legend
-            handle.set_alpha(1)
+            if handle is not None:
+                handle.set_alpha(1)
     fig.tight_layout()
     return _save(fig, out_png)
 
@@ -315,12 +316,12 @@ def plot_per_class(per_class: Mapping[str, Mapping[str, float]], out_png: str | 
     ax = fig.add_subplot()
     x = np.arange(len(names))
     width = 0.27
-    for j, (key, color) in enumerate(zip(keys, colors)):
+    for j, (key, color) in enumerate(zip(keys, colors, strict=True)):
         vals = np.array([to_float(per_class[n].get(key)) for n in names], dtype=float)
         ok = np.isfinite(vals)
         ax.bar(x[ok] + (j - 1) * width, vals[ok], width, color=color, label=key)
     support = [to_float(per_class[n].get("support")) for n in names]
-    ax.set_xticks(x, [f"{n}\n(n={int(s)})" if np.isfinite(s) else n for n, s in zip(names, support)],
+    ax.set_xticks(x, [f"{n}\n(n={int(s)})" if np.isfinite(s) else n for n, s in zip(names, support, strict=True)],
                   fontsize=8)
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 # also importable from here, their former home
-from affectkit.io import atomic_torch_save, resolve_checkpoint  # noqa: F401
+from affectkit.io import atomic_torch_save, resolve_checkpoint
 
 # Extra block every affectkit checkpoint carries, so inference needs no training config machinery.
 META_KEY = "affectkit"
@@ -64,7 +64,7 @@ def load_model(path: str | Path):
     return model, meta
 
 
-def load_strict(module: torch.nn.Module, state: dict[str, Any], path, backbone: str) -> None:
+def load_strict(module: torch.nn.Module, state: dict[str, Any], path, backbone: str | None) -> None:
     """``load_state_dict(strict=True)``, with an error that names the file, the backbone and the keys that do
     not fit (never a half-loaded model that evaluates random weights)."""
     try:

@@ -16,7 +16,7 @@ import functools
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -42,10 +42,10 @@ class ConfigError(ValueError):
 Probability = Annotated[float, Field(ge=0, le=1)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 NonNegative = Annotated[float, Field(ge=0)]
-Devices = Union[Literal["auto", -1], Annotated[int, Field(ge=1)],
-                Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)],
-                Annotated[str, Field(pattern=r"^(-1|\d+|\d+(,\d+)*,?)$")]]
-BatchLimit = Union[Annotated[int, Field(ge=0)], Annotated[float, Field(ge=0, le=1)], None]
+Devices = (Literal["auto", -1] | Annotated[int, Field(ge=1)]
+           | Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+           | Annotated[str, Field(pattern=r"^(-1|\d+|\d+(,\d+)*,?)$")])
+BatchLimit = Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0, le=1)] | None
 
 
 class TrainConfig(BaseModel):
@@ -364,7 +364,7 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _constru
 def parse_yaml(text: str, source: str) -> Any:
     """YAML ``text`` parsed with the config rules; a syntax error is a `ConfigError` naming ``source`` and line."""
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        return yaml.load(text, Loader=_Loader)  # safe: _Loader is a SafeLoader
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else source

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import numpy as np
@@ -29,6 +29,9 @@ class EpochEndCallback(L.Callback):
 
 class AffectModule(L.LightningModule):
     """Wraps an ``AffectModel``; ``config`` is a plain dict of `TrainConfig` fields (saved as hyper-parameters)."""
+
+    mean: torch.Tensor  # input normalisation, registered as buffers so they follow the device
+    std: torch.Tensor
 
     def __init__(self, config: dict[str, Any], class_weight: list[float] | None = None,
                  preprocess: dict[str, Any] | None = None, heads: dict[str, bool] | None = None,
@@ -126,6 +129,10 @@ class AffectModule(L.LightningModule):
         self._step(batch, "test")
 
     # -- epoch metrics -----------------------------------------------------------------------------------
+    def _gather(self, t: torch.Tensor) -> torch.Tensor:
+        """``all_gather`` of one tensor (Lightning types it for any collection)."""
+        return cast(torch.Tensor, self.all_gather(t))
+
     def gathered(self, stage: str) -> dict[str, np.ndarray]:
         """All of a stage's outputs, gathered over ranks, each sample once (sampler padding removed)."""
         outs = self._outputs[stage]
@@ -134,13 +141,13 @@ class AffectModule(L.LightningModule):
         cat = {k: torch.cat([o[k] for o in outs]) for k in outs[0]}
         if self.trainer is not None and self.trainer.world_size > 1:
             n = torch.tensor([len(cat["index"])], device=self.device)
-            sizes = self.all_gather(n).flatten()
+            sizes = self._gather(n).flatten()
             pad = int(sizes.max())
             gathered = {}
             for k, v in cat.items():
-                p = torch.zeros((pad,) + v.shape[1:], dtype=v.dtype)
+                p = torch.zeros((pad, *v.shape[1:]), dtype=v.dtype)
                 p[: len(v)] = v
-                g = self.all_gather(p.to(self.device)).cpu()
+                g = self._gather(p.to(self.device)).cpu()
                 gathered[k] = torch.cat([g[r, : int(sizes[r])] for r in range(len(sizes))])
             cat = gathered
         idx = cat["index"].numpy()
@@ -213,8 +220,8 @@ class AffectModule(L.LightningModule):
         sums = torch.stack([self._train_sums[k] for k in keys] + [torch.tensor(float(self._train_count),
                                                                                device=self.device)])
         if self.trainer is not None and self.trainer.world_size > 1:
-            sums = self.all_gather(sums).reshape(-1, len(keys) + 1).sum(0)
-        for k, v in zip(keys, (sums[:-1] / sums[-1].clamp(min=1)).tolist()):
+            sums = self._gather(sums).reshape(-1, len(keys) + 1).sum(0)
+        for k, v in zip(keys, (sums[:-1] / sums[-1].clamp(min=1)).tolist(), strict=True):
             self.log(f"train_{k}", v, prog_bar=(k == "loss"), sync_dist=False)
         self._train_sums, self._train_count = {}, 0
 
@@ -278,8 +285,8 @@ class AffectModule(L.LightningModule):
         world = self.trainer.world_size
         torch_rng = torch.get_rng_state()
         if world > 1:  # every rank's stream, so each resumes its own (called on all ranks at save time)
-            torch_rng = self.all_gather(torch_rng.to(self.device)).cpu().reshape(world, -1)
-        np_state = np.random.get_state()
+            torch_rng = self._gather(torch_rng.to(self.device)).cpu().reshape(world, -1)
+        np_state = cast(tuple, np.random.get_state())  # the legacy tuple form
         state: dict[str, Any] = {
             "torch": torch_rng, "world_size": world,
             "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
@@ -294,7 +301,7 @@ class AffectModule(L.LightningModule):
         sums = torch.stack([self._train_sums[k].float() for k in keys] +
                            [torch.tensor(float(self._train_count), device=self.device)]) if keys else None
         if sums is not None and world > 1:
-            sums = self.all_gather(sums).reshape(world, -1).sum(0)
+            sums = self._gather(sums).reshape(world, -1).sum(0)
         state["train_sums"] = {"keys": keys, "values": sums.cpu() if sums is not None else torch.zeros(0)}
         return state
 

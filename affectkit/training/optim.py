@@ -1,7 +1,7 @@
 """Optimiser parameter groups and learning-rate schedules, as `AffectModule.configure_optimizers` uses them."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch.optim import lr_scheduler
@@ -29,11 +29,13 @@ def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, Any
     """
     wd = default_weight_decay(cfg)
     groups: list[dict[str, Any]] = []
-    for part, lr in ((model.backbone, cfg.lr * cfg.backbone_lr_mult), (model.head, cfg.lr)):
+    backbone, head = cast(torch.nn.Module, model.backbone), cast(torch.nn.Module, model.head)
+    for part, lr in ((backbone, cfg.lr * cfg.backbone_lr_mult), (head, cfg.lr)):
         if cfg.decay_norm_bias:
             groups.append({"params": list(part.parameters()), "lr": lr, "weight_decay": wd})
             continue
-        decay, no_decay = [], []
+        decay: list[torch.nn.Parameter] = []
+        no_decay: list[torch.nn.Parameter] = []
         for name, p in part.named_parameters():
             (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
         groups += [{"params": decay, "lr": lr, "weight_decay": wd},
@@ -70,6 +72,7 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
         return None
     spe, total = max(1, steps_per_epoch), max(1, total_steps)
     warm = int(cfg.warmup_epochs * spe)
+    main: lr_scheduler.LRScheduler
     if cfg.schedule == "cosine":
         main = lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, total - warm))
     elif cfg.schedule == "step":

@@ -1,13 +1,14 @@
 """Run folders, config resolution, callbacks, and `train()`: the function behind `affectkit train`."""
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -190,10 +191,8 @@ def discard_unstarted_run(run: Path, created: list[Path]) -> None:
         for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
             tmp.unlink(missing_ok=True)
     for folder in (ckpt, *reversed(created)):
-        try:
+        with contextlib.suppress(OSError):
             folder.rmdir()  # only if empty
-        except OSError:
-            pass
 
 
 def quiet_lightning() -> None:
@@ -234,6 +233,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     if not cfg.data:
         raise ConfigError("no data given (data): pass --data PATH or set data: in the config")
     cfg = resolve_config(cfg)
+    assert cfg.data is not None  # checked above; resolving keeps it
     run = new_run_dir(out, cfg, resume, create=False)
     primary = is_primary_process()
     read_kw = dict(strict=cfg.strict, label_mode=cfg.label_mode, numeric_classes=cfg.numeric_classes,
@@ -342,7 +342,7 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_dir / "last.ckpt") if resume else None,
                     weights_only=True)
     if trainer.is_global_zero:
-        ck = callbacks[0]
+        ck = cast(ModelCheckpoint, callbacks[0])
         summary = {
             "best_checkpoint": str(ck.best_model_path),
             "best_score": float(ck.best_model_score) if ck.best_model_score is not None else None,

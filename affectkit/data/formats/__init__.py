@@ -75,7 +75,7 @@ def detect_format(path: str | Path) -> str:
 
 def read_dataset(
     path: str | Path,
-    format: str | None = None,  # noqa: A002 - the CLI flag's name
+    format: str | None = None,  # shadows the builtin: it is the CLI flag's name
     strict: bool = False,
     label_mode: str = "majority",
     numeric_classes: bool = False,

@@ -16,16 +16,18 @@ Conventions (all readers):
 """
 from __future__ import annotations
 
+import csv
 import math
 import re
 import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from affectkit.data.images import IMAGE_EXTENSIONS  # noqa: F401  (the readers import it from here)
+from affectkit.data.images import IMAGE_EXTENSIONS
 from affectkit.data.records import Records, Sample
 from affectkit.labels import AFFECTNET_INVALID_VA, AFFECTNET_NON_EXPRESSION, NUM_EXPRESSIONS, expression_id
 
@@ -184,7 +186,7 @@ class Collector:
 
     def add(
         self,
-        image: str,
+        image: str | np.ndarray,
         key: str,
         *,
         expression: object = None,
@@ -204,17 +206,20 @@ class Collector:
         """
         src_e, src_v, src_a = (source,) * 3 if isinstance(source, str) else source
         if not parsed:
-            expression, reason_e = parse_expression(expression, src_e or image)
-            valence, reason_v = parse_va(valence, "valence", src_v or image)
-            arousal, reason_a = parse_va(arousal, "arousal", src_a or image)
+            name = image if isinstance(image, str) else key  # pixel arrays are named by their key
+            expression, reason_e = parse_expression(expression, src_e or name)
+            valence, reason_v = parse_va(valence, "valence", src_v or name)
+            arousal, reason_a = parse_va(arousal, "arousal", src_a or name)
             for reason in (reason_e, reason_v, reason_a):
                 if reason:
                     self.excluded[reason] += 1
         if expression is None and valence is None and arousal is None and soft_label is None:
             self.excluded["no usable label"] += 1
             return None
+        # parsed above, or by the caller (parsed=True): typed by the parsers, not by this signature
+        labels: dict[str, Any] = {"expression": expression, "valence": valence, "arousal": arousal}
         sample = Sample(
-            image=image, expression=expression, valence=valence, arousal=arousal,  # type: ignore[arg-type]
+            image=image, **labels,
             landmarks=landmarks, box=box, soft_label=soft_label, split=split, key=key, group=group,
         )
         self.samples.append(sample)
@@ -254,6 +259,15 @@ class Collector:
         except (OSError, UnicodeDecodeError) as err:
             self.problem(path, f"unreadable annotation ({err.__class__.__name__}: {err})", "unreadable annotation")
             return None
+
+
+def csv_header(path: Path) -> list[str]:
+    """A CSV file's column names, stripped and lower-cased; [] if it is unreadable or empty."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return [c.strip().lower() for c in next(csv.reader(f), [])]
+    except (OSError, UnicodeDecodeError):
+        return []
 
 
 def image_names(folder: Path) -> list[str]:

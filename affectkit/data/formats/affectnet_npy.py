@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import os
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -69,18 +70,40 @@ def looks_like(root: Path) -> bool:
     return any((root / f / "images").is_dir() and (root / f / "annotations").is_dir() for f in SPLIT_FOLDERS)
 
 
-DESCRIPTION = "images/ and annotations/ folders (<id>_exp.npy, <id>_val.npy, <id>_aro.npy), or train_set/ and val_set/ holding them"
+DESCRIPTION = ("images/ and annotations/ folders (<id>_exp.npy, <id>_val.npy, <id>_aro.npy), "
+               "or train_set/ and val_set/ holding them")
 
 
 def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read an AffectNet npy-layout dataset; see the module docstring and ``_common`` for the label rules."""
     collector = Collector(NAME, root, options.strict)
-    parts = [(root / f, s) for f, s in SPLIT_FOLDERS.items() if (root / f / "annotations").is_dir()]
+    parts: list[tuple[Path, str | None]] = [(root / f, s) for f, s in SPLIT_FOLDERS.items()
+                                            if (root / f / "annotations").is_dir()]
     if not parts:
         parts = [(root, None)]
     for folder, split in parts:
         _read_part(collector, root, folder, split)
     return collector.records()
+
+
+def _load_id(image_id: str, annotations: set[str], ann_str: str) -> tuple[dict, tuple[str, str, str] | None]:
+    """Raw npy values of one id, or the first (file, reason, category) problem; runs in worker threads."""
+    values: dict = {}
+    for kind in _REQUIRED:
+        ann = f"{image_id}_{kind}.npy"
+        if ann not in annotations:
+            return values, (f"{ann_str}/{ann}", "missing annotation file", "missing annotation")
+        try:
+            values[kind] = load_npy(f"{ann_str}/{ann}")
+        except (OSError, ValueError, SyntaxError) as err:
+            return values, (f"{ann_str}/{ann}", f"unreadable annotation ({err})", "unreadable annotation")
+    lnd = f"{image_id}_lnd.npy"
+    if lnd in annotations:
+        try:
+            values["lnd"] = load_npy(f"{ann_str}/{lnd}")
+        except (OSError, ValueError, SyntaxError) as err:
+            values["lnd"] = err
+    return values, None
 
 
 def _read_part(collector: Collector, root: Path, folder: Path, split: str | None) -> None:
@@ -101,30 +124,13 @@ def _read_part(collector: Collector, root: Path, folder: Path, split: str | None
     for image_id in sorted(ann_ids - images.keys()):
         collector.n_found += 1
         collector.problem(f"{ann_str}/{image_id}_exp.npy", "annotation without an image in images/", "missing image")
-    def load(image_id: str) -> tuple[dict, tuple[str, str, str] | None]:
-        """Raw npy values of one id, or the first (file, reason, category) problem; runs in worker threads."""
-        values: dict = {}
-        for kind in _REQUIRED:
-            ann = f"{image_id}_{kind}.npy"
-            if ann not in annotations:
-                return values, (f"{ann_str}/{ann}", "missing annotation file", "missing annotation")
-            try:
-                values[kind] = load_npy(f"{ann_str}/{ann}")
-            except (OSError, ValueError, SyntaxError) as err:
-                return values, (f"{ann_str}/{ann}", f"unreadable annotation ({err})", "unreadable annotation")
-        lnd = f"{image_id}_lnd.npy"
-        if lnd in annotations:
-            try:
-                values["lnd"] = load_npy(f"{ann_str}/{lnd}")
-            except (OSError, ValueError, SyntaxError) as err:
-                values["lnd"] = err
-        return values, None
 
     ids = sorted(images)
     # File opens dominate on cold caches; threads overlap them (the GIL is released during I/O).
     with ThreadPoolExecutor(_IO_THREADS) as pool:
+        load = partial(_load_id, annotations=annotations, ann_str=ann_str)
         results = pool.map(load, ids) if len(ids) > 256 else map(load, ids)
-        for image_id, (values, problem) in zip(ids, results):
+        for image_id, (values, problem) in zip(ids, results, strict=True):
             collector.n_found += 1
             if problem is not None:
                 collector.problem(*problem)

@@ -41,7 +41,7 @@ _BAD = "bad line"  # a line already reported: no label, and not counted again
 
 def _annotation_root(root: Path) -> Path | None:
     """The folder holding the challenge folders: root itself or one of its subfolders."""
-    candidates = [root] + sorted(root / n for n, is_dir in scandir_names(root).items() if is_dir)
+    candidates = [root, *sorted(root / n for n, is_dir in scandir_names(root).items() if is_dir)]
     for folder in candidates:
         if any((folder / name).is_dir() for name in CHALLENGES.values()):
             return folder

@@ -74,9 +74,9 @@ def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
             expression = expression_id(folder)
             for name in image_names(root / folder):
                 collector.n_found += 1
-                subject = _SUBJECT.match(name)
+                m = _SUBJECT.match(name)
                 collector.add(str(root / folder / name), f"{folder}/{name}", expression=expression, parsed=True,
-                              group=subject.group(1) if subject else None)
+                              group=m.group(1) if m else None)
     else:
         raise ValueError(f"no CK+ layout ({root}): expected cohn-kanade-images/ and Emotion/, or CK+48 class "
                          f"folders ({', '.join(CK48_CLASSES)})")

@@ -21,21 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from affectkit.data.formats._common import DEFAULT_OPTIONS, Collector, ReadOptions, ReadRecords
+from affectkit.data.formats._common import DEFAULT_OPTIONS, Collector, ReadOptions, ReadRecords, csv_header
 from affectkit.labels import FER2013_TO_AFFECTNET
 
 NAME = "fer2013_csv"
 DESCRIPTION = "fer2013.csv (or icml_face_data.csv) with emotion, pixels and Usage columns, or a folder holding it"
 FILE_NAMES = ("fer2013.csv", "icml_face_data.csv")
 USAGE = {"training": "train", "publictest": "val", "privatetest": "test"}
-
-
-def _header(path: Path) -> list[str]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            return [c.strip().lower() for c in next(csv.reader(f), [])]
-    except (OSError, UnicodeDecodeError):
-        return []
 
 
 def find_csv(path: Path) -> Path | None:
@@ -45,7 +37,7 @@ def find_csv(path: Path) -> Path | None:
     else:
         candidates = [folder / name for folder in (path, path / "fer2013") for name in FILE_NAMES]
     for candidate in candidates:
-        if candidate.is_file() and {"emotion", "pixels"} <= set(_header(candidate)):
+        if candidate.is_file() and {"emotion", "pixels"} <= set(csv_header(candidate)):
             return candidate
     return None
 
@@ -64,7 +56,7 @@ def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     with open(table, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = [c.strip().lower() for c in next(reader)]
-        col = {name: header.index(name) for name in ("emotion", "pixels", "usage") if name in header}
+        col: dict[str, int] = {name: header.index(name) for name in ("emotion", "pixels", "usage") if name in header}
         for row_number, row in enumerate(reader, start=1):
             if not row or not any(c.strip() for c in row):
                 continue

@@ -25,7 +25,7 @@ _NAME = re.compile(r"^([A-Za-z]{2})\.([A-Za-z]{2})(\d*)\.(\d+)\.[A-Za-z]+$")
 def looks_like(root: Path) -> bool:
     """True if most images in the folder (at least one) are named like JAFFE's."""
     names = image_names(root)
-    matches = sum(1 for n in names if _NAME.match(n) and _NAME.match(n).group(2).upper() in JAFFE_TO_AFFECTNET)
+    matches = sum(1 for n in names if (m := _NAME.match(n)) and m.group(2).upper() in JAFFE_TO_AFFECTNET)
     return matches > 0 and matches * 2 >= len(names)
 
 

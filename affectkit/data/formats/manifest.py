@@ -22,6 +22,7 @@ from affectkit.data.formats._common import (
     Collector,
     ReadOptions,
     ReadRecords,
+    csv_header,
     parse_expression,
     parse_va,
     split_name,
@@ -32,23 +33,15 @@ LABEL_COLUMNS = ("expression", "valence", "arousal")
 DESCRIPTION = "a CSV file (manifest.csv, or any *.csv) with a 'path' column and expression/valence/arousal columns"
 
 
-def _header(path: Path) -> list[str]:
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            return [c.strip().lower() for c in next(csv.reader(f), [])]
-    except (OSError, UnicodeDecodeError):
-        return []
-
-
 def find_manifest(path: Path) -> Path | None:
     """The manifest CSV for a file or folder path, or None. Several candidates in a folder -> ValueError."""
     if path.is_file():
-        return path if "path" in _header(path) else None
+        return path if "path" in csv_header(path) else None
     if not path.is_dir():
         return None
-    if "path" in _header(path / "manifest.csv"):
+    if "path" in csv_header(path / "manifest.csv"):
         return path / "manifest.csv"
-    candidates = sorted(p for p in path.glob("*.csv") if "path" in _header(p))
+    candidates = sorted(p for p in path.glob("*.csv") if "path" in csv_header(p))
     if len(candidates) > 1:
         raise ValueError(f"{path}: several manifest CSVs ({', '.join(p.name for p in candidates)}); "
                          f"pass the one to use")
@@ -98,10 +91,10 @@ def read(path: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
         rows_by_image.setdefault(posixpath.normpath(image), []).append(
             (line, rel, {name: get(row, name) for name in ("split", *LABEL_COLUMNS)}))
     for image, entries in rows_by_image.items():
-        line, rel, cells = _one_row(manifest, image, entries, collector)
-        if line is None:
+        chosen, rel, cells = _one_row(manifest, image, entries, collector)
+        if chosen is None:
             continue
-        source = f"{manifest}:{line}"
+        source = f"{manifest}:{chosen}"
         split = None
         if "split" in col:
             raw = cells["split"]

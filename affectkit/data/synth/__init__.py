@@ -52,7 +52,8 @@ GENERATOR_VERSION = 1
 JPEG_QUALITY = 95
 
 
-def synth_arrays(n: int, seed: int = 0, size: int = 64, difficulty: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def synth_arrays(n: int, seed: int = 0, size: int = 64,
+                 difficulty: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """In-memory faces: ``(images uint8 (n, size, size, 3), expression int64 (n,), valence float32 (n,),
     arousal float32 (n,))``. Face ``i`` is the same face :func:`generate` writes as index ``i`` (before JPEG)."""
     if n < 0:

@@ -3,6 +3,7 @@ supersampling, then blurred, lit and noised as numpy arrays."""
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
@@ -50,11 +51,11 @@ def _background(p: FaceParams, S: int, rng: np.random.Generator) -> Image.Image:
         w = np.cos(a) * g[None, :] + np.sin(a) * g[:, None]
         w = (w - w.min()) / max(float(w.max() - w.min()), 1e-6)
         small = (c0 + w[..., None] * (c1 - c0)).astype(np.uint8)
-        img = Image.fromarray(small).resize((S, S), Image.BILINEAR)
+        img = Image.fromarray(small).resize((S, S), Image.Resampling.BILINEAR)
     elif p.bg_kind == 3:
         small = rng.integers(0, 256, (6, 6, 3)).astype(np.uint8)
-        small = ((small.astype(np.float32) * 0.5 + c0 * 0.5)).astype(np.uint8)
-        img = Image.fromarray(small).resize((S, S), Image.BILINEAR)
+        small = (small.astype(np.float32) * 0.5 + c0 * 0.5).astype(np.uint8)
+        img = Image.fromarray(small).resize((S, S), Image.Resampling.BILINEAR)
     else:
         img = Image.new("RGB", (S, S), tuple(int(v) for v in c0))
     if p.bg_kind >= 2:
@@ -162,7 +163,7 @@ def _eyes_and_brows(sh: _Shapes, p: FaceParams, pts: dict) -> None:
         lo_line = np.vstack([up[-1:], lo, up[:1]])
         sh.poly(np.concatenate([lo_line, lo_line[::-1] + np.array([0.0, 0.1])]), sh.skin)
         sh.line(up, sh.dark, 0.04)
-    brow_col = tuple(int(min(a, b * 0.8)) for a, b in zip(sh.dark, p.hair)) if p.hair_style else sh.dark
+    brow_col = tuple(int(min(a, b * 0.8)) for a, b in zip(sh.dark, p.hair, strict=True)) if p.hair_style else sh.dark
     for name in ("brow_l", "brow_r"):
         sh.line(pts[name], brow_col, 0.1)
 
@@ -230,15 +231,16 @@ def _draw(sh: _Shapes, T, L: np.ndarray, img: Image.Image) -> np.ndarray:
             continue
         allp = T(np.concatenate([ops[i][0] for i in sel]), features)
         ends = np.cumsum([len(ops[i][0]) for i in sel])[:-1]
-        for i, part in zip(sel, np.split(allp, ends)):
+        for i, part in zip(sel, np.split(allp, ends), strict=True):
             posed[i] = part
+    done = cast("list[np.ndarray]", posed)  # the loop above fills every slot
     d = ImageDraw.Draw(img)
-    for (_, _, fill, width), q in zip(ops[:-1], posed[:-1]):
+    for (_, _, fill, width), q in zip(ops[:-1], done[:-1], strict=True):
         if width:
             d.line(_poly(q), fill=fill, width=width, joint="curve")
         else:
             d.polygon(_poly(q), fill=fill)
-    return posed[-1]
+    return done[-1]
 
 
 def _finish(img: Image.Image, p: FaceParams, size: int, ss: int, rng: np.random.Generator) -> np.ndarray:

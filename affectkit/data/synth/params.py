@@ -89,7 +89,8 @@ def sample_params(rng: np.random.Generator, difficulty: float = 1.0) -> FacePara
     occlusion = 0 if u >= 0.15 * d else (1 if u < 0.06 * d else 2)
 
     def col(a) -> tuple[int, int, int]:
-        return tuple(int(round(v)) for v in a)
+        r, g, b = (int(round(v)) for v in a)
+        return r, g, b
 
     return FaceParams(
         expression=expr, valence=float(va[0]), arousal=float(va[1]),
