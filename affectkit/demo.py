@@ -127,8 +127,8 @@ def run_demo(out: str | Path = "affectkit_demo", n: int | None = None, size: int
         results[bb] = res
     say("[4/4] comparing")
     paths = compare_runs(runs, out / "comparison")
-    summary: dict[str, Any] = {"out": str(out), "wall_time_s": round(time.time() - t0, 1), "estimated_s": round(estimate, 1),
-               "machine": describe(), "models": {}}
+    summary: dict[str, Any] = {"out": str(out), "wall_time_s": round(time.time() - t0, 1),
+                               "estimated_s": round(estimate, 1), "machine": describe(), "models": {}}
     for bb, r in results.items():
         figures = {"accuracy": r.get("accuracy"), "f1_macro": r.get("f1_macro"),
                    "valence_ccc": (r.get("valence") or {}).get("ccc"),

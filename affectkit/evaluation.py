@@ -96,8 +96,8 @@ def _eval_records(cfg: dict, data, format, label_mode, numeric_classes):
 def _eval_parts(records, split: str, run_dir: Path | None, cfg: dict, same_data: bool) -> dict[str, list[str]]:
     """The keys of each part: every sample (``all``), the run's saved split on its own data, the dataset's
     own part (it needs none of the others: a FER+ copy holding only FER2013Test is fine), else a fresh split."""
-    from affectkit.data.splits import defined_part, load_split, make_split
     from affectkit.data.sources import is_multi
+    from affectkit.data.splits import defined_part, load_split, make_split
 
     if split == "all":
         return {"all": [s.key for s in records.samples]}
@@ -105,8 +105,8 @@ def _eval_parts(records, split: str, run_dir: Path | None, cfg: dict, same_data:
         parts = load_split(run_dir / "split.json")
         if is_multi(cfg.get("data")):  # the datasets read may be a subset of the run's
             have = {s.key for s in records.samples}
-            parts = {k: [key for key in v if key in have] for k, v in parts.items()}
-        return parts
+            return {k: [key for key in v if key in have] for k, v in parts.items()}
+        return dict(parts)
     # the dataset's own val/test are what make_split would give too (its train may lose the carved val)
     own = defined_part(records, split) if split in ("val", "test") else None
     if own:

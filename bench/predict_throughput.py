@@ -7,7 +7,6 @@ Without ``--ckpt`` a random-weight model of ``--backbone`` is used (throughput d
 """
 from __future__ import annotations
 
-
 import argparse
 import os
 import shutil
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
 from affectkit.machine import describe
 
 

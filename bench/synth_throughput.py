@@ -1,7 +1,6 @@
 """Throughput of the synthetic face generator: images written per second (render + JPEG + annotations)."""
 from __future__ import annotations
 
-
 import argparse
 import os
 import shutil

@@ -21,7 +21,6 @@ Throughput depends on every other process on the machine: the load average is pr
 """
 from __future__ import annotations
 
-
 import argparse
 import os
 import statistics
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from affectkit.machine import describe
 
 

@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 from sklearn.metrics import f1_score
 
-from clitools import ak
 from affectkit.evaluation import MAX_THUMBS, pick_thumbs
+
+from clitools import ak
 
 TINY = ["--backbone", "resnet18", "--weights", "none", "--image-size", "32", "--batch-size", "32", "--epochs", "1",
         "--set", "progress=false"]

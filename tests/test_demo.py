@@ -7,6 +7,7 @@ import re
 import pytest
 
 from affectkit.demo import estimate_seconds
+
 from clitools import ak
 
 

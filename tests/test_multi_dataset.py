@@ -5,15 +5,15 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cross_dataset import TINY, seven_class_folder
 
-from clitools import AK, ak
 from affectkit.data.records import Sample
 from affectkit.data.sources import draw_weights
-from test_cross_dataset import TINY, seven_class_folder
+
+from clitools import AK, ak
 
 
 def test_synthetic_plus_seven_class_folder_through_the_cli(synth_small, tmp_path):

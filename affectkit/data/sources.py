@@ -45,14 +45,16 @@ def data_sources(data: Any, format: str | None = None) -> list[Source]:
     out: list[Source] = []
     taken: set[str] = set()
     for item in items:
-        d = {"path": item} if isinstance(item, (str, Path)) else dict(item)
+        d: dict[str, Any] = {"path": item} if isinstance(item, (str, Path)) else dict(item)
         base = d.get("name") or Path(d["path"]).resolve().name or "data"
-        name, i = base, 1
+        name, i = str(base), 1
         while name in taken:
             i += 1
             name = f"{base}-{i}"
         taken.add(name)
-        out.append(Source(name, str(d["path"]), d.get("format") or format, d.get("weight")))
+        fmt, weight = d.get("format") or format, d.get("weight")
+        out.append(Source(name, str(d["path"]), None if fmt is None else str(fmt),
+                          None if weight is None else float(weight)))
     return out
 
 
@@ -90,7 +92,7 @@ def multi_split(parts: list[Records], sources: list[Source], **split_kw: Any):
     merged: dict[str, list[str]] = {n: [] for n in SPLIT_NAMES}
     info: dict[str, Any] = {"seed": split_kw.get("seed", 0), "source_format": "multi", "datasets": {}}
     groups: dict[str, list[str]] = {}
-    for rec, src in zip(parts, sources):
+    for rec, src in zip(parts, sources, strict=True):
         sp = make_split(rec, **split_kw)
         for n in SPLIT_NAMES:
             merged[n] += sp[n]

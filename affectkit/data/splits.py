@@ -273,7 +273,7 @@ def defined_part(records: Records, name: str) -> list[str] | None:
     defined = {s.split for s in samples if s.split is not None}
     if not defined:
         return None
-    source = name
+    source: str | None = name
     if records.format in _TEST_FROM_VAL_FORMATS and "test" not in defined:
         source = {"test": "val", "val": None}.get(name, name)  # their "val" is carved from train
     keys = sorted(s.key for s in samples if source is not None and s.split == source)

@@ -120,7 +120,7 @@ def evaluations_of(run_dirs: Sequence[str | Path]) -> list[Path]:
 def _dataset_label(run: RunData) -> str:
     """A column named by the evaluated dataset: its name, with the split unless it is "test"."""
     m = run.metrics or {}
-    ds = m.get("dataset") if isinstance(m.get("dataset"), dict) else {}
+    ds: dict[str, Any] = m["dataset"] if isinstance(m.get("dataset"), dict) else {}
     name = ds.get("name") or (Path(str(m["data"])).name if m.get("data") else run.run_dir.name)
     split = ds.get("split") or m.get("split") or run.split
     return name if split == "test" else f"{name} ({split})"

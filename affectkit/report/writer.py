@@ -91,7 +91,7 @@ def per_dataset_table(run: RunData) -> Table | None:
     row = next((r for r in run.rows if to_float(r.get("epoch")) == epoch), run.rows[-1])
     names = list(dict.fromkeys(k.split("/")[1] for k in keys))
     metrics = list(dict.fromkeys(k.split("/")[2] for k in keys))
-    return (["Dataset"] + metrics, [[n] + [fmt(to_float(row.get(f"val/{n}/{m}"))) for m in metrics] for n in names])
+    return (["Dataset", *metrics], [[n] + [fmt(to_float(row.get(f"val/{n}/{m}"))) for m in metrics] for n in names])
 
 
 def metric_tables(run: RunData) -> dict[str, Table]:

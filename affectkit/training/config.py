@@ -55,7 +55,7 @@ class TrainConfig(BaseModel):
 
     # data
     # one dataset folder, or a list: folders or {path, format, weight, name} (see affectkit.data.sources)
-    data: Union[str, list[Any], None] = Field(None, json_schema_extra={
+    data: str | list[Any] | None = Field(None, json_schema_extra={
         "allowed": "a dataset folder, or a list of them, each a folder or {path, format, weight, name}"})
     format: Literal[FORMATS] | None = None  # type: ignore[valid-type]  # None: detected
     label_mode: Literal["majority", "distribution"] = "majority"  # FER+: hard labels or soft vote targets

@@ -236,15 +236,16 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     assert cfg.data is not None  # checked above; resolving keeps it
     run = new_run_dir(out, cfg, resume, create=False)
     primary = is_primary_process()
-    read_kw = dict(strict=cfg.strict, label_mode=cfg.label_mode, numeric_classes=cfg.numeric_classes,
+    read_kw: dict[str, Any] = dict(strict=cfg.strict, label_mode=cfg.label_mode, numeric_classes=cfg.numeric_classes,
                    peak_frames=cfg.ckplus_peak_frames)
     if is_multi(cfg.data):  # each dataset read (and below split) on its own, keys prefixed with its name
         sources = data_sources(cfg.data, cfg.format)
         parts = read_sources(sources, **read_kw)
         records = combine(parts)
     else:
+        assert isinstance(cfg.data, str)  # one dataset
         records = read_dataset(cfg.data, format=cfg.format, **read_kw)
-    split_kw = dict(test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed, split_by=cfg.split_by)
+    split_kw: dict[str, Any] = dict(test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed, split_by=cfg.split_by)
     split_path = run / "split.json"
     if split_path.is_file():
         split = load_split(split_path)
@@ -295,7 +296,8 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
     # The preprocessing contract is fixed here, once, and travels with every checkpoint of the run.
     contract = Preprocess.from_config(cfg.to_dict(), get_spec(cfg.backbone).preprocess)
     sources = data_sources(cfg.data, cfg.format) if is_multi(cfg.data) else []
-    weights = {s.name: s.weight for s in sources} if sources and sources[0].weight is not None else None
+    # weights are given for every dataset or for none (checked with the config)
+    weights = {s.name: float(s.weight or 0.0) for s in sources} if sources and sources[0].weight is not None else None
     dm = AffectDataModule(records, split, image_size=contract, batch_size=cfg.batch_size, cache=cfg.cache,
                           num_workers=cfg.num_workers, balanced_sampling=cfg.balanced_sampling, seed=cfg.seed,
                           strict=cfg.strict, progress=cfg.progress, decode_device=cfg.decode_device,
