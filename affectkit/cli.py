@@ -1,4 +1,5 @@
 """The `affectkit` command line: thin wrappers that parse flags and call the library functions."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,8 +24,9 @@ def _primary() -> bool:
 def cmd_synth(a):
     from affectkit.data.synth import generate
 
-    out = generate(a.out, a.n, seed=a.seed, size=a.size, workers=a.workers, progress=not a.quiet,
-                   difficulty=a.difficulty)
+    out = generate(
+        a.out, a.n, seed=a.seed, size=a.size, workers=a.workers, progress=not a.quiet, difficulty=a.difficulty
+    )
     print(f"wrote {a.n} synthetic faces to {out}")
 
 
@@ -32,8 +34,9 @@ def cmd_data_summary(a):
     from affectkit.data import read_dataset
     from affectkit.data.summary import format_summary, summarize
 
-    rec = read_dataset(a.path, format=a.format, strict=a.strict, label_mode=a.label_mode,
-                       numeric_classes=a.numeric_classes)
+    rec = read_dataset(
+        a.path, format=a.format, strict=a.strict, label_mode=a.label_mode, numeric_classes=a.numeric_classes
+    )
     s = summarize(rec, scan=not a.no_scan, strict=a.strict)
     print(json.dumps(s, indent=1, default=str) if a.json else format_summary(s))
 
@@ -93,22 +96,41 @@ def cmd_train(a):
 def cmd_evaluate(a):
     from affectkit.evaluation import evaluate
 
-    res = evaluate(a.run, data=a.data, format=a.format, split=a.split, out=a.out, tta=a.tta,
-                   batch_size=a.batch_size, devices=_devices(a.devices) or 1, strategy=a.strategy,
-                   num_nodes=a.num_nodes, progress=True, precision=a.precision,
-                   numeric_classes=a.numeric_classes or None, restrict_classes=a.restrict_classes)
+    res = evaluate(
+        a.run,
+        data=a.data,
+        format=a.format,
+        split=a.split,
+        out=a.out,
+        tta=a.tta,
+        batch_size=a.batch_size,
+        devices=_devices(a.devices) or 1,
+        strategy=a.strategy,
+        num_nodes=a.num_nodes,
+        progress=True,
+        precision=a.precision,
+        numeric_classes=a.numeric_classes or None,
+        restrict_classes=a.restrict_classes,
+    )
     if not _primary():
         return
     keys = ["n", "accuracy", "f1_macro", "kappa", "krippendorff_alpha", "auc_roc", "auc_pr"]
     keys += [k for k in ("accuracy_restricted", "accuracy_unrestricted") if k in res]
-    print(json.dumps({k: res.get(k) for k in keys} | {"valence": res.get("valence"), "arousal": res.get("arousal"),
-                                                      "warnings": res.get("warnings")}, indent=1))
+    print(
+        json.dumps(
+            {k: res.get(k) for k in keys}
+            | {"valence": res.get("valence"), "arousal": res.get("arousal"), "warnings": res.get("warnings")},
+            indent=1,
+        )
+    )
     if res.get("heads_note"):
         print(f"note: {res['heads_note']}")
     ds = res.get("dataset") or {}
     if ds.get("absent_classes"):
-        print(f"dataset classes: {', '.join(ds['classes'])} (absent: {', '.join(ds['absent_classes'])}; "
-              f"{'predictions restricted to them' if ds.get('restricted') else 'see accuracy_restricted'})")
+        print(
+            f"dataset classes: {', '.join(ds['classes'])} (absent: {', '.join(ds['absent_classes'])}; "
+            f"{'predictions restricted to them' if ds.get('restricted') else 'see accuracy_restricted'})"
+        )
     if res.get("metrics_path"):
         print(f"metrics: {res['metrics_path']}")
 
@@ -133,8 +155,9 @@ def cmd_compare(a):
 def cmd_demo(a):
     from affectkit.demo import run_demo
 
-    run_demo(out=a.out, n=a.n, size=a.size, epochs=a.epochs, backbones=a.backbones, seed=a.seed,
-             difficulty=a.difficulty)
+    run_demo(
+        out=a.out, n=a.n, size=a.size, epochs=a.epochs, backbones=a.backbones, seed=a.seed, difficulty=a.difficulty
+    )
 
 
 def cmd_cache(a):
@@ -142,20 +165,32 @@ def cmd_cache(a):
     from affectkit.data.cache import build_store
 
     if a.size < 1:
-        raise ValueError(f"invalid image size {a.size} (--size): use the training image size in pixels, e.g. "
-                         f"--size 224")
+        raise ValueError(
+            f"invalid image size {a.size} (--size): use the training image size in pixels, e.g. --size 224"
+        )
     rec = read_dataset(a.path, format=a.format, strict=a.strict, numeric_classes=a.numeric_classes)
-    store = build_store(rec.samples, a.size, cache_dir=a.cache_dir, strict=a.strict, progress=True,
-                        decode_device=a.decode_device)
+    store = build_store(
+        rec.samples, a.size, cache_dir=a.cache_dir, strict=a.strict, progress=True, decode_device=a.decode_device
+    )
     print(f"{int(store.ok.sum())}/{len(store)} images cached at {a.size}px in {store.folder}")
 
 
 def cmd_predict(a):
     from affectkit.inference import run_predict
 
-    rows = run_predict(a.checkpoint, a.inputs, out=a.out, annotate=a.annotate, detect=not a.no_detect,
-                       backend=a.backend, every_n=a.every_n, batch_size=a.batch_size, threshold=a.threshold,
-                       tta=a.tta, precision=a.precision)
+    rows = run_predict(
+        a.checkpoint,
+        a.inputs,
+        out=a.out,
+        annotate=a.annotate,
+        detect=not a.no_detect,
+        backend=a.backend,
+        every_n=a.every_n,
+        batch_size=a.batch_size,
+        threshold=a.threshold,
+        tta=a.tta,
+        precision=a.precision,
+    )
     if not a.out:
         for r in rows:
             print(json.dumps(r, default=str))
@@ -166,24 +201,39 @@ def cmd_export(a):
 
     if a.format != "onnx":
         raise SystemExit(f"unsupported export format {a.format!r}: only onnx")
-    print(export_onnx(a.checkpoint, a.out, opset=a.opset, quantize=a.quantize, calibration=a.calibration,
-                      calibration_size=a.calibration_size))
+    print(
+        export_onnx(
+            a.checkpoint,
+            a.out,
+            opset=a.opset,
+            quantize=a.quantize,
+            calibration=a.calibration,
+            calibration_size=a.calibration_size,
+        )
+    )
 
 
 def cmd_serve(a):
     require("serve", "affectkit serve")
     from affectkit.inference.server import serve
 
-    serve(a.checkpoint, host=a.host, port=a.port, max_upload_mb=a.max_upload_mb, max_concurrent=a.max_concurrent,
-          read_timeout=a.read_timeout)
+    serve(
+        a.checkpoint,
+        host=a.host,
+        port=a.port,
+        max_upload_mb=a.max_upload_mb,
+        max_concurrent=a.max_concurrent,
+        read_timeout=a.read_timeout,
+    )
 
 
 _NUMERIC_HELP = "image_folder: class folders named 0..7 are AffectNet ids (never guessed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="affectkit",
-                                description="Train, evaluate, compare and deploy facial affect models.")
+    p = argparse.ArgumentParser(
+        prog="affectkit", description="Train, evaluate, compare and deploy facial affect models."
+    )
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error (or AFFECTKIT_DEBUG=1)")
     sub = p.add_subparsers(dest="verb", required=True)
     _add_synth(sub)
@@ -247,16 +297,23 @@ def _add_evaluate(sub) -> None:
     e.add_argument("--format", default=None)
     e.add_argument("--numeric-classes", action="store_true", help=_NUMERIC_HELP)
     e.add_argument("--split", default="test", help="test (default), val, or all (every usable sample)")
-    e.add_argument("--restrict-classes", action="store_true",
-                   help="predict among the dataset's classes only (absent classes' probabilities zeroed)")
+    e.add_argument(
+        "--restrict-classes",
+        action="store_true",
+        help="predict among the dataset's classes only (absent classes' probabilities zeroed)",
+    )
     e.add_argument("--out", default=None, help="metrics JSON path")
     e.add_argument("--tta", action="store_true", help="average with horizontally flipped images")
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--devices", default=None)
     e.add_argument("--strategy", default="auto")
     e.add_argument("--num-nodes", type=int, default=1)
-    e.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                   help="compute precision (default fp32, as predict; bf16 autocast where the CPU/GPU is fast at it)")
+    e.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="compute precision (default fp32, as predict; bf16 autocast where the CPU/GPU is fast at it)",
+    )
     e.set_defaults(fn=cmd_evaluate)
 
 
@@ -269,10 +326,14 @@ def _add_report(sub) -> None:
 
 def _add_compare(sub) -> None:
     c = sub.add_parser("compare", help="side-by-side table of several runs, or of one model on several datasets")
-    c.add_argument("runs", nargs="+", help="run folders, or evaluation files RUN/eval/<name>_metrics.json "
-                                           "(columns named by dataset)")
-    c.add_argument("--evals", action="store_true", help="one column per evaluation of each run (every dataset "
-                                                        "it was evaluated on)")
+    c.add_argument(
+        "runs",
+        nargs="+",
+        help="run folders, or evaluation files RUN/eval/<name>_metrics.json (columns named by dataset)",
+    )
+    c.add_argument(
+        "--evals", action="store_true", help="one column per evaluation of each run (every dataset it was evaluated on)"
+    )
     c.add_argument("--out", default="comparison")
     c.add_argument("--split", default="test")
     c.set_defaults(fn=cmd_compare)
@@ -302,8 +363,12 @@ def _add_predict(sub) -> None:
     pr.add_argument("--batch-size", type=int, default=32)
     pr.add_argument("--threshold", type=float, default=0.9, help="face detection confidence")
     pr.add_argument("--tta", action="store_true")
-    pr.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                    help="torch backend compute precision (default fp32, as evaluate)")
+    pr.add_argument(
+        "--precision",
+        default="fp32",
+        choices=["fp32", "bf16"],
+        help="torch backend compute precision (default fp32, as evaluate)",
+    )
     pr.set_defaults(fn=cmd_predict)
 
 
@@ -313,10 +378,18 @@ def _add_export(sub) -> None:
     x.add_argument("--format", default="onnx")
     x.add_argument("--out", default="model.onnx")
     x.add_argument("--opset", type=int, default=17)
-    x.add_argument("--quantize", choices=["int8"], default=None,
-                   help="int8: ONNX Runtime static quantization, calibrated on training images (smaller, faster)")
-    x.add_argument("--calibration", default=None, metavar="DATA",
-                   help="dataset to calibrate int8 on (default: the run's own training images)")
+    x.add_argument(
+        "--quantize",
+        choices=["int8"],
+        default=None,
+        help="int8: ONNX Runtime static quantization, calibrated on training images (smaller, faster)",
+    )
+    x.add_argument(
+        "--calibration",
+        default=None,
+        metavar="DATA",
+        help="dataset to calibrate int8 on (default: the run's own training images)",
+    )
     x.add_argument("--calibration-size", type=int, default=256, help="calibration images (default 256)")
     x.set_defaults(fn=cmd_export)
 

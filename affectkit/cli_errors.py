@@ -1,5 +1,6 @@
 """How the command line reports problems: one ``error: ...`` line per failure, one ``warning: ...`` line per
 warning, and exit codes (2: bad input or environment, 1: a bug, 130: interrupted); ``--debug`` shows tracebacks."""
+
 from __future__ import annotations
 
 import argparse
@@ -72,8 +73,11 @@ def run_verb(fn: Callable[[argparse.Namespace], object], args: argparse.Namespac
     except Exception as e:
         if debug:
             raise
-        print(f"error: internal error, a bug in affectkit ({type(e).__name__}: {_message(e)}): please report it; "
-              f"rerun with --debug (or AFFECTKIT_DEBUG=1) for the traceback", file=sys.stderr)
+        print(
+            f"error: internal error, a bug in affectkit ({type(e).__name__}: {_message(e)}): please report it; "
+            f"rerun with --debug (or AFFECTKIT_DEBUG=1) for the traceback",
+            file=sys.stderr,
+        )
         return 1
     finally:
         warnings.formatwarning = fmt

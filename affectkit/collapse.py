@@ -5,6 +5,7 @@ valence head saturates at the tanh bounds or regresses to the mean). Aggregate m
 Happy-only model still reaches a decent accuracy on AffectNet's natural distribution, so evaluation and
 training report these checks alongside the metrics.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -45,19 +46,31 @@ def _va_warnings(name: str, values: Any, bound: float, bound_share: float, min_s
         return out
     at_bounds = float(np.mean(np.abs(v) > bound))
     if at_bounds > bound_share:
-        out.append(f"{name} piled at the bounds: {at_bounds:.1%} of predictions have |{name}| > {bound:g} "
-                   f"(threshold {bound_share:.0%})")
+        out.append(
+            f"{name} piled at the bounds: {at_bounds:.1%} of predictions have |{name}| > {bound:g} "
+            f"(threshold {bound_share:.0%})"
+        )
     std = float(v.std())
     if v.size >= 2 and std < min_std:
-        out.append(f"{name} barely varies: std {std:.3g} < {min_std:g} (mean {v.mean():.3g}); "
-                   "the head may be predicting a constant")
+        out.append(
+            f"{name} barely varies: std {std:.3g} < {min_std:g} (mean {v.mean():.3g}); "
+            "the head may be predicting a constant"
+        )
     return out
 
 
-def detect_collapse(y_prob_or_pred: Any, valence_pred: Any = None, arousal_pred: Any = None, *,
-                    max_class_share: float = 0.8, min_classes: int = 4, bound: float = 0.95,
-                    bound_share: float = 0.5, min_std: float = 0.05,
-                    names: Sequence[str] = EXPRESSIONS) -> list[str]:
+def detect_collapse(
+    y_prob_or_pred: Any,
+    valence_pred: Any = None,
+    arousal_pred: Any = None,
+    *,
+    max_class_share: float = 0.8,
+    min_classes: int = 4,
+    bound: float = 0.95,
+    bound_share: float = 0.5,
+    min_std: float = 0.05,
+    names: Sequence[str] = EXPRESSIONS,
+) -> list[str]:
     """Human-readable warnings about collapsed predictions; an empty list when none is found.
 
     ``y_prob_or_pred``: (N, K) expression scores (argmax taken) or (N,) predicted class ids, or ``None`` for a
@@ -85,13 +98,16 @@ def detect_collapse(y_prob_or_pred: Any, valence_pred: Any = None, arousal_pred:
             top = int(counts.argmax())
             share = counts[top] / pred.size
             if share > max_class_share:
-                warnings_.append(f"expression predictions collapse onto one class: {names[top]} is {share:.1%} of "
-                                 f"{pred.size} predictions (threshold {max_class_share:.0%})")
+                warnings_.append(
+                    f"expression predictions collapse onto one class: {names[top]} is {share:.1%} of "
+                    f"{pred.size} predictions (threshold {max_class_share:.0%})"
+                )
             used = int(np.count_nonzero(counts))
             if pred.size >= min_classes and used < min_classes:
                 which = ", ".join(names[i] for i in np.flatnonzero(counts))
-                warnings_.append(f"only {used} of {len(names)} classes ever predicted ({which}) "
-                                 f"in {pred.size} predictions")
+                warnings_.append(
+                    f"only {used} of {len(names)} classes ever predicted ({which}) in {pred.size} predictions"
+                )
     for name, values in (("valence", valence_pred), ("arousal", arousal_pred)):
         if values is not None:
             warnings_.extend(_va_warnings(name, values, bound, bound_share, min_std))

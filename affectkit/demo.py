@@ -3,6 +3,7 @@
 Generate the data, train VGG16 and ResNet50 with the same CPU-sized recipe, evaluate both on the held-out
 test split, write each run's report and the side-by-side comparison.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,8 +66,9 @@ def step_rates(cfg, steps: int = 3) -> tuple[float, float]:
     return rates[0], rates[1]
 
 
-def estimate_seconds(rates: dict[str, tuple[float, float]], n: int, epochs: int, test_size: float,
-                     val_size: float) -> float:
+def estimate_seconds(
+    rates: dict[str, tuple[float, float]], n: int, epochs: int, test_size: float, val_size: float
+) -> float:
     """Training (each epoch: the training part forward and backward, the validation part forward) plus the
     test evaluation, for every model, from ``step_rates``; reports and start-up add a few seconds each."""
     n_test = n * test_size
@@ -83,9 +85,16 @@ def config_path(name: str) -> Path:
     return Path(str(resources.files("affectkit") / "configs" / f"{name}.yaml"))
 
 
-def run_demo(out: str | Path = "affectkit_demo", n: int | None = None, size: int | None = None,
-             epochs: int | None = None, backbones=None, seed: int = 0, difficulty: float | None = None,
-             verbose: bool = True) -> dict:
+def run_demo(
+    out: str | Path = "affectkit_demo",
+    n: int | None = None,
+    size: int | None = None,
+    epochs: int | None = None,
+    backbones=None,
+    seed: int = 0,
+    difficulty: float | None = None,
+    verbose: bool = True,
+) -> dict:
     from affectkit.data.synth import generate
     from affectkit.evaluation import evaluate
     from affectkit.machine import describe
@@ -109,14 +118,20 @@ def run_demo(out: str | Path = "affectkit_demo", n: int | None = None, size: int
     runs = []
     results = {}
     backbones = list(backbones or DEMO_BACKBONES)
-    cfgs = {bb: load_config(config_path("demo"), data=str(data), backbone=bb, name=bb, image_size=size,
-                            epochs=epochs, seed=seed) for bb in backbones}
+    cfgs = {
+        bb: load_config(
+            config_path("demo"), data=str(data), backbone=bb, name=bb, image_size=size, epochs=epochs, seed=seed
+        )
+        for bb in backbones
+    }
     rates = {bb: step_rates(cfg) for bb, cfg in cfgs.items()}
     first = next(iter(cfgs.values()))
     estimate = time.time() - t0 + estimate_seconds(rates, n, first.epochs, first.test_size, first.val_size)
-    say(f"      this CPU trains {', '.join(f'{bb} at {r[0]:.0f} images/s' for bb, r in rates.items())} "
+    say(
+        f"      this CPU trains {', '.join(f'{bb} at {r[0]:.0f} images/s' for bb, r in rates.items())} "
         f"({first.precision if first.precision != 'auto' else default_precision(first.accelerator)}): "
-        f"the demo should take about {minutes(estimate)} in all")
+        f"the demo should take about {minutes(estimate)} in all"
+    )
     for i, bb in enumerate(backbones):
         say(f"[2/4] training {bb} ({i + 1}/{len(backbones)})")
         run = train(cfgs[bb], out=out / "runs" / bb.replace(":", "_"))
@@ -127,13 +142,22 @@ def run_demo(out: str | Path = "affectkit_demo", n: int | None = None, size: int
         results[bb] = res
     say("[4/4] comparing")
     paths = compare_runs(runs, out / "comparison")
-    summary: dict[str, Any] = {"out": str(out), "wall_time_s": round(time.time() - t0, 1),
-                               "estimated_s": round(estimate, 1), "machine": describe(), "models": {}}
+    summary: dict[str, Any] = {
+        "out": str(out),
+        "wall_time_s": round(time.time() - t0, 1),
+        "estimated_s": round(estimate, 1),
+        "machine": describe(),
+        "models": {},
+    }
     for bb, r in results.items():
-        figures = {"accuracy": r.get("accuracy"), "f1_macro": r.get("f1_macro"),
-                   "valence_ccc": (r.get("valence") or {}).get("ccc"),
-                   "arousal_ccc": (r.get("arousal") or {}).get("ccc"),
-                   "n": r.get("n"), "warnings": r.get("warnings", [])}
+        figures = {
+            "accuracy": r.get("accuracy"),
+            "f1_macro": r.get("f1_macro"),
+            "valence_ccc": (r.get("valence") or {}).get("ccc"),
+            "arousal_ccc": (r.get("arousal") or {}).get("ccc"),
+            "n": r.get("n"),
+            "warnings": r.get("warnings", []),
+        }
         figures["learned"] = all(figures[k] is not None and figures[k] >= v for k, v in TARGETS.items())
         summary["models"][bb] = figures
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=1))
@@ -142,8 +166,10 @@ def run_demo(out: str | Path = "affectkit_demo", n: int | None = None, size: int
         say("\n" + md.read_text())
     for bb, f in summary["models"].items():
         verdict = "learned" if f["learned"] else "DID NOT REACH TARGETS " + json.dumps(TARGETS)
-        say(f"{bb}: accuracy {f['accuracy']:.3f}  valence CCC {f['valence_ccc']:.3f}  "
-            f"arousal CCC {f['arousal_ccc']:.3f}  -> {verdict}")
+        say(
+            f"{bb}: accuracy {f['accuracy']:.3f}  valence CCC {f['valence_ccc']:.3f}  "
+            f"arousal CCC {f['arousal_ccc']:.3f}  -> {verdict}"
+        )
         for w in f["warnings"]:
             say(f"  WARNING {bb}: {w}")
     say(f"reports: {', '.join(str(r / 'report' / 'index.html') for r in runs)}")

@@ -1,4 +1,5 @@
 """Evaluate a trained model on a split: every metric, collapse checks, predictions for the report."""
+
 from __future__ import annotations
 
 import json
@@ -69,8 +70,9 @@ def _eval_records(cfg: dict, data, format, label_mode, numeric_classes):
     from affectkit.data.sources import combine, data_sources, is_multi, read_sources
 
     run_data = cfg.get("data")
-    read_kw = dict(label_mode=label_mode or cfg.get("label_mode", "majority"),
-                   peak_frames=cfg.get("ckplus_peak_frames", 3))
+    read_kw = dict(
+        label_mode=label_mode or cfg.get("label_mode", "majority"), peak_frames=cfg.get("ckplus_peak_frames", 3)
+    )
     if is_multi(run_data):
         sources = data_sources(run_data, cfg.get("format"))
         if data is not None:
@@ -88,8 +90,9 @@ def _eval_records(cfg: dict, data, format, label_mode, numeric_classes):
     same_data = run_data is not None and Path(data).resolve() == Path(run_data).resolve()
     if numeric_classes is None:
         numeric_classes = bool(cfg.get("numeric_classes")) and same_data and format in (None, "image_folder")
-    records = read_dataset(data, format=format or (cfg.get("format") if same_data else None),
-                           numeric_classes=numeric_classes, **read_kw)
+    records = read_dataset(
+        data, format=format or (cfg.get("format") if same_data else None), numeric_classes=numeric_classes, **read_kw
+    )
     return records, data, same_data, None if same_data else Path(data).resolve().name
 
 
@@ -111,15 +114,33 @@ def _eval_parts(records, split: str, run_dir: Path | None, cfg: dict, same_data:
     own = defined_part(records, split) if split in ("val", "test") else None
     if own:
         return {split: own}
-    return make_split(records, test_size=cfg.get("test_size", 0.2), val_size=cfg.get("val_size", 0.1),
-                      seed=cfg.get("seed", 0), split_by=cfg.get("split_by", "auto") if same_data else "auto")
+    return make_split(
+        records,
+        test_size=cfg.get("test_size", 0.2),
+        val_size=cfg.get("val_size", 0.1),
+        seed=cfg.get("seed", 0),
+        split_by=cfg.get("split_by", "auto") if same_data else "auto",
+    )
 
 
-def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: str | None = None,
-             split: str = "test", out: str | Path | None = None, tta: bool = False, batch_size: int = 64,
-             devices: Any = 1, strategy: str = "auto", accelerator: str = "auto", num_nodes: int = 1,
-             label_mode: str | None = None, progress: bool = False, precision: str = "fp32",
-             numeric_classes: bool | None = None, restrict_classes: bool = False) -> dict[str, Any]:
+def evaluate(
+    run_or_ckpt: str | Path,
+    data: str | Path | None = None,
+    format: str | None = None,
+    split: str = "test",
+    out: str | Path | None = None,
+    tta: bool = False,
+    batch_size: int = 64,
+    devices: Any = 1,
+    strategy: str = "auto",
+    accelerator: str = "auto",
+    num_nodes: int = 1,
+    label_mode: str | None = None,
+    progress: bool = False,
+    precision: str = "fp32",
+    numeric_classes: bool | None = None,
+    restrict_classes: bool = False,
+) -> dict[str, Any]:
     """Metrics of a checkpoint on one split of a dataset.
 
     ``run_or_ckpt`` is a run folder (its best checkpoint and its saved split are used) or a ``.ckpt`` file. The
@@ -149,8 +170,10 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     if out is not None and Path(out).suffix.lower() != ".json":
-        raise ValueError(f"{out}: --out names the metrics file and must end in .json (the per-image predictions "
-                         "are written beside it)")
+        raise ValueError(
+            f"{out}: --out names the metrics file and must end in .json (the per-image predictions "
+            "are written beside it)"
+        )
 
     src = Path(run_or_ckpt)
     ckpt_path = resolve_checkpoint(src)
@@ -159,8 +182,9 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
     meta = ckpt[META_KEY]
     cfg = dict(meta.get("config") or {})
     if not cfg:
-        raise ValueError(f"{ckpt_path}: the checkpoint carries no training config; evaluate needs one written by "
-                         "affectkit train")
+        raise ValueError(
+            f"{ckpt_path}: the checkpoint carries no training config; evaluate needs one written by affectkit train"
+        )
     contract, heads = restore(meta)
     records, data, same_data, name = _eval_records(cfg, data, format, label_mode, numeric_classes)
     parts = _eval_parts(records, split, run_dir if same_data else None, cfg, same_data)
@@ -172,11 +196,25 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
     cfg["weights"] = "none"  # weights come from the checkpoint
     module = AffectModule(cfg, preprocess=contract.to_dict(), heads=heads, tta=tta)
     load_strict(module, ckpt["state_dict"], ckpt_path, cfg.get("backbone"))
-    dm = AffectDataModule(records, parts, image_size=contract, batch_size=batch_size,
-                          cache=cfg.get("cache", True), num_workers=cfg.get("num_workers", -1))
-    trainer = L.Trainer(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes,
-                        precision=PRECISIONS[precision], logger=False, enable_progress_bar=progress,
-                        enable_model_summary=False, enable_checkpointing=False)
+    dm = AffectDataModule(
+        records,
+        parts,
+        image_size=contract,
+        batch_size=batch_size,
+        cache=cfg.get("cache", True),
+        num_workers=cfg.get("num_workers", -1),
+    )
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=devices,
+        strategy=strategy,
+        num_nodes=num_nodes,
+        precision=PRECISIONS[precision],
+        logger=False,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     with warnings.catch_warnings():
         quiet_lightning()
         trainer.test(module, datamodule=dm, verbose=False)
@@ -189,15 +227,27 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
     for key in ("valence", "arousal"):  # an untrained head's output is noise: no metrics for it
         if not heads[key]:
             res[key] = None
-    checked = [va[:, j] if res.get(f"n_{key}", 0) > 0 and heads[key] else None
-               for j, key in enumerate(("valence", "arousal"))]
+    checked = [
+        va[:, j] if res.get(f"n_{key}", 0) > 0 and heads[key] else None for j, key in enumerate(("valence", "arousal"))
+    ]
     res["warnings"] = detect_collapse(probs, *checked)
     if trainer.is_global_zero:
         for w in res["warnings"]:
             warnings.warn(f"collapse check: {w}", stacklevel=2)
-    res.update({"split": split, "checkpoint": str(ckpt_path), "data": str(data), "tta": tta,
-                "backbone": cfg.get("backbone"), "precision": precision, "heads": heads,
-                "heads_note": describe_heads(heads), "preprocess": contract.to_dict(), "dataset": scope})
+    res.update(
+        {
+            "split": split,
+            "checkpoint": str(ckpt_path),
+            "data": str(data),
+            "tta": tta,
+            "backbone": cfg.get("backbone"),
+            "precision": precision,
+            "heads": heads,
+            "heads_note": describe_heads(heads),
+            "preprocess": contract.to_dict(),
+            "dataset": scope,
+        }
+    )
     res = _jsonable(res)
     if trainer.is_global_zero:
         # another dataset's results go beside the run's own, never over them
@@ -208,25 +258,34 @@ def evaluate(run_or_ckpt: str | Path, data: str | Path | None = None, format: st
     return res
 
 
-def _write_outputs(out_json: Path, res: dict, ds, arrays: dict[str, np.ndarray], heads: dict[str, bool],
-                   image_size: int) -> None:
+def _write_outputs(
+    out_json: Path, res: dict, ds, arrays: dict[str, np.ndarray], heads: dict[str, bool], image_size: int
+) -> None:
     """The metrics JSON, the per-image CSV and the report's ``.npz`` (arrays and the sample grid)."""
     out_json.parent.mkdir(parents=True, exist_ok=True)
     out_json.write_text(json.dumps(res, indent=1))
     probs, va = arrays["probs"], arrays["va"]
     predicted = probs.argmax(1) if heads["expression"] else None
     thumb_index = pick_thumbs(arrays["expression"], predicted)
-    thumbs = np.stack([ds.samples_image(int(i)) for i in arrays["index"][thumb_index]]) if len(thumb_index) else \
-        np.zeros((0, image_size, image_size, 3), np.uint8)
-    stem = out_json.name[:-len("_metrics.json")] if out_json.name.endswith("_metrics.json") else out_json.stem
+    thumbs = (
+        np.stack([ds.samples_image(int(i)) for i in arrays["index"][thumb_index]])
+        if len(thumb_index)
+        else np.zeros((0, image_size, image_size, 3), np.uint8)
+    )
+    stem = out_json.name[: -len("_metrics.json")] if out_json.name.endswith("_metrics.json") else out_json.stem
     write_predictions_csv(out_json.with_name(f"{stem}_predictions.csv"), ds, arrays, heads)
     np.savez_compressed(
         out_json.with_name(f"{stem}_predictions.npz"),
-        keys=np.array([ds.samples[int(i)].key for i in arrays["index"]]), y_true=arrays["expression"],
-        y_prob=probs, valence_true=arrays["valence"], arousal_true=arrays["arousal"], thumbs=thumbs,
+        keys=np.array([ds.samples[int(i)].key for i in arrays["index"]]),
+        y_true=arrays["expression"],
+        y_prob=probs,
+        valence_true=arrays["valence"],
+        arousal_true=arrays["arousal"],
+        thumbs=thumbs,
         # an untrained head's output is noise: NaN, so reports draw no circumplex and print no number
         valence_pred=va[:, 0] if heads["valence"] else np.full(len(va), np.nan),
-        arousal_pred=va[:, 1] if heads["arousal"] else np.full(len(va), np.nan), thumb_index=thumb_index,
+        arousal_pred=va[:, 1] if heads["arousal"] else np.full(len(va), np.nan),
+        thumb_index=thumb_index,
     )
 
 
@@ -242,15 +301,21 @@ def write_predictions_csv(path: Path, ds, arrays: dict[str, np.ndarray], heads: 
     probs, va = arrays["probs"], arrays["va"]
     with path.open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["key", "source", "label", "expression"] + [f"prob_{n}" for n in EXPRESSIONS]
-                   + ["valence", "arousal"])
+        w.writerow(
+            ["key", "source", "label", "expression"] + [f"prob_{n}" for n in EXPRESSIONS] + ["valence", "arousal"]
+        )
         for row, i in enumerate(arrays["index"]):
             s = ds.samples[int(i)]
             src = "" if isinstance(s.image, np.ndarray) else os.fspath(s.image)
             p = probs[row]
-            w.writerow([s.key, src, int(arrays["expression"][row]),
-                        EXPRESSIONS[int(np.argmax(p))] if heads["expression"] else ""]
-                       + ([f"{v:.6f}" for v in p] if heads["expression"] else [""] * len(EXPRESSIONS))
-                       + [f"{va[row, 0]:.6f}" if heads["valence"] else "",
-                          f"{va[row, 1]:.6f}" if heads["arousal"] else ""])
+            w.writerow(
+                [
+                    s.key,
+                    src,
+                    int(arrays["expression"][row]),
+                    EXPRESSIONS[int(np.argmax(p))] if heads["expression"] else "",
+                ]
+                + ([f"{v:.6f}" for v in p] if heads["expression"] else [""] * len(EXPRESSIONS))
+                + [f"{va[row, 0]:.6f}" if heads["valence"] else "", f"{va[row, 1]:.6f}" if heads["arousal"] else ""]
+            )
     return path

@@ -3,6 +3,7 @@
 An absent one is a `MissingExtraError` (an ImportError) whose message is the one line a user needs, e.g.
 ``affectkit serve needs fastapi (not installed): pip install affectkit[serve]``; the CLI prints it as is.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -31,8 +32,11 @@ def _installed(name: str) -> bool:
 
 def missing(extra: str, only: tuple[str, ...] | None = None) -> list[str]:
     """The distributions of ``extra`` (or just those in ``only``) that are not installed."""
-    return [dist for dist, names in EXTRAS[extra].items()
-            if (only is None or dist in only) and not any(_installed(n) for n in names)]
+    return [
+        dist
+        for dist, names in EXTRAS[extra].items()
+        if (only is None or dist in only) and not any(_installed(n) for n in names)
+    ]
 
 
 def install_hint(extra: str) -> str:
@@ -45,5 +49,7 @@ def require(extra: str, purpose: str, only: tuple[str, ...] | None = None, inste
     names a way around the feature, added to the message."""
     gone = missing(extra, only)
     if gone:
-        raise MissingExtraError(f"{purpose} needs {', '.join(gone)} (not installed): {install_hint(extra)}"
-                                + (f"; or {instead}" if instead else ""))
+        raise MissingExtraError(
+            f"{purpose} needs {', '.join(gone)} (not installed): {install_hint(extra)}"
+            + (f"; or {instead}" if instead else "")
+        )

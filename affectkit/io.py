@@ -5,6 +5,7 @@ the target with ``os.replace``: a crash at any moment leaves the old file or the
 (the rename is atomic on one filesystem; a temporary file elsewhere, e.g. in /tmp, would make it a copy).
 Temporary files are named ``.<name>.<random>.tmp`` so a run folder's leftovers are easy to find.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,8 +1,16 @@
 """The 8 expressions in AffectNet order, their name synonyms, and mappings from other datasets."""
+
 from __future__ import annotations
 
 EXPRESSIONS: tuple[str, ...] = (
-    "Neutral", "Happy", "Sad", "Surprise", "Fear", "Disgust", "Anger", "Contempt",
+    "Neutral",
+    "Happy",
+    "Sad",
+    "Surprise",
+    "Fear",
+    "Disgust",
+    "Anger",
+    "Contempt",
 )
 NUM_EXPRESSIONS = len(EXPRESSIONS)
 
@@ -12,19 +20,42 @@ AFFECTNET_NON_EXPRESSION = {8: "none", 9: "uncertain", 10: "no_face"}
 AFFECTNET_INVALID_VA = -2.0
 
 _SYNONYMS = {
-    "neutral": 0, "neutrality": 0, "calm": 0,
-    "happy": 1, "happiness": 1, "joy": 1, "smile": 1,
-    "sad": 2, "sadness": 2,
-    "surprise": 3, "surprised": 3,
-    "fear": 4, "fearful": 4, "afraid": 4, "scared": 4,
-    "disgust": 5, "disgusted": 5,
-    "anger": 6, "angry": 6, "mad": 6,
-    "contempt": 7, "contemptuous": 7,
+    "neutral": 0,
+    "neutrality": 0,
+    "calm": 0,
+    "happy": 1,
+    "happiness": 1,
+    "joy": 1,
+    "smile": 1,
+    "sad": 2,
+    "sadness": 2,
+    "surprise": 3,
+    "surprised": 3,
+    "fear": 4,
+    "fearful": 4,
+    "afraid": 4,
+    "scared": 4,
+    "disgust": 5,
+    "disgusted": 5,
+    "anger": 6,
+    "angry": 6,
+    "mad": 6,
+    "contempt": 7,
+    "contemptuous": 7,
 }
 
 # FER+ vote columns, in label.csv order.
 FERPLUS_COLUMNS: tuple[str, ...] = (
-    "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt", "unknown", "NF",
+    "neutral",
+    "happiness",
+    "surprise",
+    "sadness",
+    "anger",
+    "disgust",
+    "fear",
+    "contempt",
+    "unknown",
+    "NF",
 )
 # FER+ emotion column index -> AffectNet id (the first 8 columns; unknown/NF have no id).
 FERPLUS_TO_AFFECTNET: tuple[int, ...] = (0, 1, 3, 2, 6, 5, 4, 7)

@@ -4,6 +4,7 @@ Every benchmark and the demo print it next to their timings: the same code is se
 with AVX-512 and fast bf16 (and AMX) than on one with AVX2 only. Kernel-restricting variables that emulate an
 older CPU (oneDNN's ``ONEDNN_MAX_CPU_ISA``, MKL's ``MKL_ENABLE_INSTRUCTIONS``) are shown when set.
 """
+
 from __future__ import annotations
 
 import os

@@ -21,6 +21,7 @@ Steps, in order:
 5. normalise (:meth:`Preprocess.to_tensor`): ``(x / 255 - mean) / std``, NCHW float32. The LightningModule
    applies the same formula on the device, after augmentation.
 """
+
 from __future__ import annotations
 
 import io
@@ -70,8 +71,11 @@ def decode_image(source: ImageLike, color_order: str = "RGB", name: str | None =
         if order == "BGR" and a.ndim == 3 and a.shape[2] in (3, 4):
             a = np.concatenate([a[:, :, 2::-1], a[:, :, 3:]], axis=2)
         return np.ascontiguousarray(_array_to_rgb(a, name or "array"))
-    raise ImageError(name or "input", f"not an image: {type(source).__name__} (give a path, bytes, a PIL image or "
-                                      f"an HxWx3 array)", "not an image")
+    raise ImageError(
+        name or "input",
+        f"not an image: {type(source).__name__} (give a path, bytes, a PIL image or an HxWx3 array)",
+        "not an image",
+    )
 
 
 @dataclass(frozen=True)
@@ -97,16 +101,19 @@ class Preprocess:
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError(f"preprocess mean/std must be 3 numbers (std > 0), got {self.mean} / {self.std}")
         if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(f"preprocess interpolation must be one of {sorted(INTERPOLATIONS)}, "
-                             f"got {self.interpolation!r}")
+            raise ValueError(
+                f"preprocess interpolation must be one of {sorted(INTERPOLATIONS)}, got {self.interpolation!r}"
+            )
         if self.color not in COLORS:
             raise ValueError(f"preprocess color must be one of {COLORS}, got {self.color!r}")
         if not (self.face_margin > -0.5 and math.isfinite(self.face_margin)):
             # negative: a square smaller than the detector's box, for datasets cropped tighter than MTCNN's box
             raise ValueError(f"preprocess face_margin must be > -0.5, got {self.face_margin}")
         if self.version > VERSION:
-            raise ValueError(f"preprocess version {self.version} is newer than this affectkit ({VERSION}): "
-                             "upgrade affectkit to use this model")
+            raise ValueError(
+                f"preprocess version {self.version} is newer than this affectkit ({VERSION}): "
+                "upgrade affectkit to use this model"
+            )
 
     # -- storage -------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -121,8 +128,10 @@ class Preprocess:
         names = {f.name for f in fields(cls)}
         missing = sorted(names - set(d))
         if missing:
-            raise ValueError(f"stored preprocessing lacks {', '.join(missing)}: the model file was not written "
-                             "by this affectkit (re-export it, or load its checkpoint)")
+            raise ValueError(
+                f"stored preprocessing lacks {', '.join(missing)}: the model file was not written "
+                "by this affectkit (re-export it, or load its checkpoint)"
+            )
         kwargs: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items() if k in names}
         return cls(**kwargs)
 
@@ -132,19 +141,24 @@ class Preprocess:
         normalisation (``model.preprocess``), bilinear resizing (what the decoded-image store has always used)."""
         bp = backbone_preprocess or {}
         size = config.get("image_size") or bp.get("input_size", 224)  # a bare model: its own input size
-        return cls(input_size=int(size), mean=tuple(bp.get("mean", IMAGENET_MEAN)),
-                   std=tuple(bp.get("std", IMAGENET_STD)), interpolation=config.get("interpolation") or "bilinear",
-                   color=config.get("color") or "rgb",
-                   face_margin=float(config.get("face_margin", DEFAULT_FACE_MARGIN)),
-                   align=bool(config.get("align_faces", True)))
+        return cls(
+            input_size=int(size),
+            mean=tuple(bp.get("mean", IMAGENET_MEAN)),
+            std=tuple(bp.get("std", IMAGENET_STD)),
+            interpolation=config.get("interpolation") or "bilinear",
+            color=config.get("color") or "rgb",
+            face_margin=float(config.get("face_margin", DEFAULT_FACE_MARGIN)),
+            align=bool(config.get("align_faces", True)),
+        )
 
     def store_key(self) -> str:
         """What decides the pixels of a decoded-image store (normalisation is applied later, on the device)."""
         return f"{self.input_size}px-{self.color}-{self.interpolation}"
 
     # -- image -> uint8 face -------------------------------------------------------------------------------
-    def to_array(self, image: ImageLike, box: Sequence[float] | None = None, face: Face | None = None,
-                 color_order: str = "RGB") -> np.ndarray:
+    def to_array(
+        self, image: ImageLike, box: Sequence[float] | None = None, face: Face | None = None, color_order: str = "RGB"
+    ) -> np.ndarray:
         """The ``input_size`` x ``input_size`` x 3 uint8 model input (before normalisation) for one face.
 
         ``box`` is a dataset crop ``(x, y, w, h)`` taken as it is; ``face`` a detected face framed with
@@ -180,8 +194,9 @@ class Preprocess:
         # A region large enough to hold the rotated square, rotated about its centre, then cut.
         region = img.crop(_square(cx, cy, side * math.sqrt(2.0) + 2.0))
         # PIL rotates counter-clockwise as displayed; a positive eye angle (right eye lower) needs exactly that.
-        region = region.rotate(angle, resample=Image.Resampling.BILINEAR,
-                               center=(region.width / 2.0, region.height / 2.0))
+        region = region.rotate(
+            angle, resample=Image.Resampling.BILINEAR, center=(region.width / 2.0, region.height / 2.0)
+        )
         return np.asarray(region.crop(_square(region.width / 2.0, region.height / 2.0, side)))
 
     def finish(self, crop: np.ndarray) -> np.ndarray:
@@ -201,8 +216,9 @@ class Preprocess:
         """uint8 (N, S, S, 3) → float32 (N, 3, S, S), ``(x / 255 - mean) / std``."""
         batch = np.asarray(batch)
         if batch.ndim != 4 or batch.shape[1:] != (self.input_size, self.input_size, 3):
-            raise ValueError(f"expected uint8 faces of shape (N, {self.input_size}, {self.input_size}, 3), "
-                             f"got {batch.shape}")
+            raise ValueError(
+                f"expected uint8 faces of shape (N, {self.input_size}, {self.input_size}, 3), got {batch.shape}"
+            )
         x = batch.astype(np.float32).transpose(0, 3, 1, 2) / np.float32(255.0)
         mean = np.asarray(self.mean, np.float32).reshape(1, 3, 1, 1)
         std = np.asarray(self.std, np.float32).reshape(1, 3, 1, 1)
@@ -251,9 +267,13 @@ def restore(meta: dict[str, Any]) -> tuple[Preprocess, dict[str, bool]]:
     elif config:
         contract = Preprocess.from_config(config, pre)
     elif pre:
-        contract = Preprocess(input_size=pre["input_size"], mean=pre["mean"], std=pre["std"],
-                              interpolation=pre.get("interpolation", "bilinear"),
-                              face_margin=meta.get("face_margin", DEFAULT_FACE_MARGIN))
+        contract = Preprocess(
+            input_size=pre["input_size"],
+            mean=pre["mean"],
+            std=pre["std"],
+            interpolation=pre.get("interpolation", "bilinear"),
+            face_margin=meta.get("face_margin", DEFAULT_FACE_MARGIN),
+        )
     else:
         raise ValueError("the model carries no preprocessing record: re-export it with this affectkit")
     stored = meta.get("heads") or (heads_from_config(config) if config else {})
@@ -268,4 +288,3 @@ def describe_heads(heads: dict[str, bool]) -> str | None:
         return None
     what = " and ".join(missing)
     return f"this model was trained without {what} labels: it reports no {what}"
-

@@ -15,6 +15,7 @@ What the metrics do with a class the dataset lacks:
   renormalised (the model then chooses among the dataset's classes only); ``restrict=True`` makes these
   restricted predictions the primary ones (every expression metric, the per-image files and the report).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,17 +26,26 @@ import numpy as np
 from affectkit.labels import EXPRESSIONS, NUM_EXPRESSIONS
 
 
-def dataset_scope(samples, path: str | Path, fmt: str | None, split: str, name: str | None = None
-                  ) -> dict[str, Any]:
+def dataset_scope(samples, path: str | Path, fmt: str | None, split: str, name: str | None = None) -> dict[str, Any]:
     """The ``dataset`` block of ``metrics.json``: name, path, format, split, classes (names, AffectNet order),
     class ids, absent classes and heads (which labels the dataset has)."""
     ids = sorted({s.expression for s in samples if s.expression is not None})
-    heads = {"expression": bool(ids), "valence": any(s.valence is not None for s in samples),
-             "arousal": any(s.arousal is not None for s in samples)}
+    heads = {
+        "expression": bool(ids),
+        "valence": any(s.valence is not None for s in samples),
+        "arousal": any(s.arousal is not None for s in samples),
+    }
     absent = [c for c in range(NUM_EXPRESSIONS) if c not in ids] if ids else []
-    return {"name": name or Path(path).resolve().name, "path": str(path), "format": fmt, "split": split,
-            "classes": [EXPRESSIONS[c] for c in ids], "class_ids": ids,
-            "absent_classes": [EXPRESSIONS[c] for c in absent], "heads": heads}
+    return {
+        "name": name or Path(path).resolve().name,
+        "path": str(path),
+        "format": fmt,
+        "split": split,
+        "classes": [EXPRESSIONS[c] for c in ids],
+        "class_ids": ids,
+        "absent_classes": [EXPRESSIONS[c] for c in absent],
+        "heads": heads,
+    }
 
 
 def restrict_probs(probs: np.ndarray, class_ids: list[int]) -> np.ndarray:
@@ -62,8 +72,9 @@ def _f1_macro(y: np.ndarray, probs: np.ndarray, class_ids: list[int]) -> float:
     return float(f1_score(t, p, labels=labels, average="macro", zero_division=0.0))
 
 
-def apply_scope(res: dict[str, Any], arrays: dict[str, np.ndarray], scope: dict[str, Any], restrict: bool
-                ) -> np.ndarray:
+def apply_scope(
+    res: dict[str, Any], arrays: dict[str, np.ndarray], scope: dict[str, Any], restrict: bool
+) -> np.ndarray:
     """Adjust the metrics ``res`` (in place) to the dataset's classes and heads; returns the probabilities
     to report (restricted ones with ``restrict``). Heads the dataset lacks get no metrics (None)."""
     probs, y = arrays["probs"], arrays["expression"]

@@ -12,6 +12,7 @@ of both on the images where a face was found.
 
     python bench/detection_framing.py --data ../shared/datasets/ferplus --split val --model RUN_DIR
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", default=None, help="run folder, .ckpt or .onnx: also measure accuracy")
     ap.add_argument("--margin", type=float, default=None, help="margin for the accuracy figure (default: best)")
     ap.add_argument("--threshold", type=float, default=0.9)
-    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (1 is fastest for MTCNN "
-                                                                "on small images when other work shares the CPU)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads (1 is fastest for MTCNN on small images when other work shares the CPU)",
+    )
     args = ap.parse_args(argv)
     if args.threads:
         import torch
@@ -81,9 +86,11 @@ def main(argv: list[str] | None = None) -> None:
             cx, cy, side = face_square(face.box, m)
             ious[m].append(iou((cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2), whole))
     dt = time.perf_counter() - t0
-    print(f"{len(samples)} images of {args.data} ({args.split}), upscaled to {S} px: MTCNN found a face in "
-          f"{len(found)} ({100 * len(found) / max(1, len(samples)):.1f} %), {1000 * dt / max(1, len(samples)):.0f} "
-          f"ms/image")
+    print(
+        f"{len(samples)} images of {args.data} ({args.split}), upscaled to {S} px: MTCNN found a face in "
+        f"{len(found)} ({100 * len(found) / max(1, len(samples)):.1f} %), {1000 * dt / max(1, len(samples)):.0f} "
+        f"ms/image"
+    )
     print(f"{'margin':>8}{'median IoU':>12}{'IoU p10':>9}")
     for m in margins:
         v = np.asarray(ious[m])
@@ -104,9 +111,11 @@ def main(argv: list[str] | None = None) -> None:
     ok = y >= 0
     acc_plain = np.mean(np.array([r[0].expression_id for r in plain])[ok] == y[ok])
     acc_det = np.mean(np.array([r[0].expression_id for r in framed])[ok] == y[ok])
-    print(f"accuracy on the {int(ok.sum())} labelled images with a detected face: --no-detect {acc_plain:.4f}, "
-          f"MTCNN on {S} px + margin {margin} {acc_det:.4f} (model {args.model}, contract margin "
-          f"{p.face_margin})")
+    print(
+        f"accuracy on the {int(ok.sum())} labelled images with a detected face: --no-detect {acc_plain:.4f}, "
+        f"MTCNN on {S} px + margin {margin} {acc_det:.4f} (model {args.model}, contract margin "
+        f"{p.face_margin})"
+    )
 
 
 if __name__ == "__main__":

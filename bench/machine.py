@@ -1,4 +1,5 @@
 """One line about the machine a figure was measured on (``affectkit.machine.describe``); benchmarks import it."""
+
 from __future__ import annotations
 
 from affectkit.machine import describe

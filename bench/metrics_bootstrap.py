@@ -6,6 +6,7 @@ The library path evaluates ``classification_scalars`` (sklearn + krippendorff) o
 vectorised path evaluates whole blocks of resamples as weighted statistics (what classification_metrics(ci=True)
 runs). Both see the same resamples.
 """
+
 from __future__ import annotations
 
 import argparse

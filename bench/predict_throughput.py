@@ -5,6 +5,7 @@ Crops and photos are made from scikit-image's astronaut (jittered crops; heads p
 Timings include decoding, alignment and preprocessing, i.e. what ``affectkit predict`` does per image.
 Without ``--ckpt`` a random-weight model of ``--backbone`` is used (throughput does not depend on weights).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -108,16 +109,25 @@ def main(argv: list[str] | None = None) -> None:
         import copy
 
         variants = {
-            "torch fp32": Predictor.from_model(model, face_margin=margin, batch_size=args.batch_size,
-                                               device=args.device),
-            "torch bf16+channels_last": Predictor.from_model(copy.deepcopy(model), face_margin=margin,
-                                                             batch_size=args.batch_size, device=args.device,
-                                                             precision="bf16", channels_last=True),
-            "onnxruntime fp32": Predictor.load(onnx_path, batch_size=args.batch_size, threads=args.threads,
-                                               device=args.device),
+            "torch fp32": Predictor.from_model(
+                model, face_margin=margin, batch_size=args.batch_size, device=args.device
+            ),
+            "torch bf16+channels_last": Predictor.from_model(
+                copy.deepcopy(model),
+                face_margin=margin,
+                batch_size=args.batch_size,
+                device=args.device,
+                precision="bf16",
+                channels_last=True,
+            ),
+            "onnxruntime fp32": Predictor.load(
+                onnx_path, batch_size=args.batch_size, threads=args.threads, device=args.device
+            ),
         }
-        print(f"model {getattr(model, 'backbone_name', args.backbone)} @ {size}px, batch {args.batch_size}, "
-              f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, device {args.device}")
+        print(
+            f"model {getattr(model, 'backbone_name', args.backbone)} @ {size}px, batch {args.batch_size}, "
+            f"torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}, device {args.device}"
+        )
         print(f"{'face crops, detect=False':<34}{'images/s':>10}{'ms/image':>10}")
         for name, p in variants.items():
             dt = timed(lambda p=p: p.predict_batch(crops, detect=False), args.repeats)
@@ -126,19 +136,25 @@ def main(argv: list[str] | None = None) -> None:
         x = variants["torch fp32"].normalise(np.stack([np.asarray(Image.open(c).convert("RGB")) for c in crops]))
         print(f"{'model forward only (in memory)':<34}{'images/s':>10}{'ms/image':>10}")
         for name, p in variants.items():
+
             def run(p=p):
                 for i in range(0, len(x), args.batch_size):
-                    p.backend(x[i:i + args.batch_size])
+                    p.backend(x[i : i + args.batch_size])
+
             dt = timed(run, args.repeats)
             print(f"  {name:<32}{len(x) / dt:>10.1f}{1000 * dt / len(x):>10.2f}")
         p = variants["torch fp32"]
         n_faces = sum(len(f) for f in p.predict_batch(photos))
         dt = timed(lambda: p.predict_batch(photos), max(1, args.repeats - 1))
         t_det = timed(lambda: [p.detector.detect(p_) for p_ in map(np.asarray, map(Image.open, photos))], 1)
-        print(f"detection on {len(photos)} photos 1280x960 ({n_faces} faces found of "
-              f"{len(photos) * args.faces_per_photo} pasted):")
-        print(f"  end to end (torch fp32): {n_faces / dt:.1f} faces/s, {len(photos) / dt:.2f} photos/s; "
-              f"MTCNN alone {1000 * t_det / len(photos):.0f} ms/photo")
+        print(
+            f"detection on {len(photos)} photos 1280x960 ({n_faces} faces found of "
+            f"{len(photos) * args.faces_per_photo} pasted):"
+        )
+        print(
+            f"  end to end (torch fp32): {n_faces / dt:.1f} faces/s, {len(photos) / dt:.2f} photos/s; "
+            f"MTCNN alone {1000 * t_det / len(photos):.0f} ms/photo"
+        )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -7,6 +7,7 @@ face, latency) and batch 64, with the session's intra-op threads = the cores.
 
     python bench/quantize.py RUN_DIR --data ../shared/datasets/ferplus --split val
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,7 +51,7 @@ def run_model(path: Path, x: np.ndarray, threads: int):
     so.intra_op_num_threads = threads
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    logits = np.concatenate([sess.run(["logits"], {name: x[i:i + 64]})[0] for i in range(0, len(x), 64)])
+    logits = np.concatenate([sess.run(["logits"], {name: x[i : i + 64]})[0] for i in range(0, len(x), 64)])
     speed = {}
     for bs in (1, 64):
         batch = x[:bs]
@@ -77,8 +78,11 @@ def main(argv: list[str] | None = None) -> None:
     t0 = time.perf_counter()
     subprocess.run([*AK, "export", args.run, "--out", tmp / "fp32.onnx"], check=True, stdout=subprocess.DEVNULL)
     t1 = time.perf_counter()
-    subprocess.run([*AK, "export", args.run, "--out", tmp / "int8.onnx", "--quantize", "int8"], check=True,
-                   stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [*AK, "export", args.run, "--out", tmp / "int8.onnx", "--quantize", "int8"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     t2 = time.perf_counter()
     print(f"export fp32 {t1 - t0:.0f} s, export --quantize int8 {t2 - t1:.0f} s (256 calibration images)")
     x, y = faces_of_split(args.run, args.data, args.split, args.limit)
@@ -88,8 +92,10 @@ def main(argv: list[str] | None = None) -> None:
         path = tmp / f"{name}.onnx"
         pred, speed = run_model(path, x, args.threads)
         preds[name] = pred
-        print(f"  {name}: accuracy {np.mean(pred == y):.4f}  size {path.stat().st_size / 1e6:.1f} MB  "
-              f"batch 1 {speed[1]:.0f} faces/s ({1000 / speed[1]:.2f} ms/face)  batch 64 {speed[64]:.0f} faces/s")
+        print(
+            f"  {name}: accuracy {np.mean(pred == y):.4f}  size {path.stat().st_size / 1e6:.1f} MB  "
+            f"batch 1 {speed[1]:.0f} faces/s ({1000 / speed[1]:.2f} ms/face)  batch 64 {speed[64]:.0f} faces/s"
+        )
     print(f"  int8 and fp32 agree on {np.mean(preds['int8'] == preds['fp32']):.4f} of the faces")
 
 

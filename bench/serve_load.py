@@ -7,6 +7,7 @@ time; it talks to 127.0.0.1 only and stops by itself.
 
     python bench/serve_load.py --clients 8 --requests 25
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,11 +85,15 @@ def main(argv: list[str] | None = None) -> None:
     lat = np.array([x for r in results for x in r[0]]) * 1000
     codes = [c for r in results for c in r[1]]
     ok = codes.count(200)
-    print(f"model {info['backbone']} ({info['backend']}) at {info['input_size']} px, max_concurrent "
-          f"{info['max_concurrent']}, {'MTCNN on a 640x440 photo' if args.detect else 'a face crop, detect=0'}")
-    print(f"{args.clients} clients x {args.requests} requests: {len(codes)} sent in {wall:.1f} s, {ok} ok "
-          f"({ok / wall:.1f} req/s), {codes.count(503)} busy (503), others {len(codes) - ok - codes.count(503)}; "
-          f"latency p50 {np.percentile(lat, 50):.0f} ms, p99 {np.percentile(lat, 99):.0f} ms")
+    print(
+        f"model {info['backbone']} ({info['backend']}) at {info['input_size']} px, max_concurrent "
+        f"{info['max_concurrent']}, {'MTCNN on a 640x440 photo' if args.detect else 'a face crop, detect=0'}"
+    )
+    print(
+        f"{args.clients} clients x {args.requests} requests: {len(codes)} sent in {wall:.1f} s, {ok} ok "
+        f"({ok / wall:.1f} req/s), {codes.count(503)} busy (503), others {len(codes) - ok - codes.count(503)}; "
+        f"latency p50 {np.percentile(lat, 50):.0f} ms, p99 {np.percentile(lat, 99):.0f} ms"
+    )
 
 
 if __name__ == "__main__":

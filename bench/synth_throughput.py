@@ -1,4 +1,5 @@
 """Throughput of the synthetic face generator: images written per second (render + JPEG + annotations)."""
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,11 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     # CPU seconds of this process and its workers: on a shared machine wall time also counts other jobs.
     cpu = sum(c1[k] - c0[k] for k in range(4))
-    print(f"{args.n / dt:.1f} images/s  (n={args.n}, size={args.size}, workers={workers}, {dt:.2f} s wall; "
-          f"{1e3 * cpu / args.n:.2f} CPU-ms/image, i.e. {workers * args.n / cpu:.0f} images/s "
-          f"if {workers} cores were free)")
+    print(
+        f"{args.n / dt:.1f} images/s  (n={args.n}, size={args.size}, workers={workers}, {dt:.2f} s wall; "
+        f"{1e3 * cpu / args.n:.2f} CPU-ms/image, i.e. {workers * args.n / cpu:.0f} images/s "
+        f"if {workers} cores were free)"
+    )
 
 
 if __name__ == "__main__":

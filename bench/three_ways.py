@@ -6,6 +6,7 @@ predictions file, so the three figures are over exactly the same images.
 
     python bench/three_ways.py RUN_DIR --data ../shared/datasets/ferplus --split val
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     print(describe())
     tmp = Path(tempfile.mkdtemp(prefix="three_ways_"))
-    t_eval = run("evaluate", args.run, "--data", args.data, "--split", args.split, "--out",
-                 tmp / f"{args.split}_metrics.json")
+    t_eval = run(
+        "evaluate", args.run, "--data", args.data, "--split", args.split, "--out", tmp / f"{args.split}_metrics.json"
+    )
     ref = rows(tmp / f"{args.split}_predictions.csv")
     files = sorted(ref)
     t_pred = run("predict", args.run, *files, "--no-detect", "--out", tmp / "torch.csv")
@@ -57,15 +59,17 @@ def main(argv: list[str] | None = None) -> None:
     names = {n: i for i, n in enumerate(EXPRESSIONS)}
     print(f"{args.split} of {args.data}: {int(ok.sum())} labelled images, model {args.run}")
     base = None
-    for what, table, dt in (("evaluate", ref, t_eval), ("predict --no-detect", rows(tmp / "torch.csv"), t_pred),
-                            ("predict --backend onnx --no-detect", rows(tmp / "onnx.csv"), t_onnx)):
+    for what, table, dt in (
+        ("evaluate", ref, t_eval),
+        ("predict --no-detect", rows(tmp / "torch.csv"), t_pred),
+        ("predict --backend onnx --no-detect", rows(tmp / "onnx.csv"), t_onnx),
+    ):
         pred = np.array([names[table[f]["expression"]] for f in files])
         probs = np.array([[float(table[f][f"prob_{n}"]) for n in EXPRESSIONS] for f in files])
         acc = float(np.mean(pred[ok] == y[ok]))
         if base is None:
             base = probs
-        print(f"  {what:<36} accuracy {acc:.4f}   max |p - p_evaluate| {np.abs(probs - base).max():.1e}   "
-              f"{dt:.0f} s")
+        print(f"  {what:<36} accuracy {acc:.4f}   max |p - p_evaluate| {np.abs(probs - base).max():.1e}   {dt:.0f} s")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ Figures (images/s):
 Run: ``python bench/train_throughput.py --backbone resnet50 --image-size 224 --n 512 --batch-size 32``.
 Throughput depends on every other process on the machine: the load average is printed with the figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,8 +47,16 @@ def make_module(backbone: str, size: int, batch_size: int, **extra):
     from affectkit.training.module import AffectModule
     from affectkit.training.run import default_precision
 
-    cfg = TrainConfig(backbone=backbone, weights="none", image_size=size, batch_size=batch_size,
-                      precision=default_precision("cpu"), accelerator="cpu", progress=False, **extra)
+    cfg = TrainConfig(
+        backbone=backbone,
+        weights="none",
+        image_size=size,
+        batch_size=batch_size,
+        precision=default_precision("cpu"),
+        accelerator="cpu",
+        progress=False,
+        **extra,
+    )
     return AffectModule(cfg.to_dict()), cfg
 
 
@@ -76,9 +85,16 @@ def model_step_fn(module, precision: str, hand_made: bool = False):
     def step(x, batch):
         with autocast_ctx(precision):
             logits, va = module.model(x)
-            loss = multitask_loss(logits, va, batch, expression_loss=c.expression_loss, class_weight=None,
-                                  label_smoothing=c.label_smoothing, va_kind=c.va_loss,
-                                  weights=(c.loss_expression, c.loss_valence, c.loss_arousal))["loss"]
+            loss = multitask_loss(
+                logits,
+                va,
+                batch,
+                expression_loss=c.expression_loss,
+                class_weight=None,
+                label_smoothing=c.label_smoothing,
+                va_kind=c.va_loss,
+                weights=(c.loss_expression, c.loss_valence, c.loss_arousal),
+            )["loss"]
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -91,8 +107,12 @@ def fake_batch(bs: int, size: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(bs, 3, size, size, generator=g).contiguous(memory_format=torch.channels_last)
     exp = torch.randint(0, 8, (bs,), generator=g)
-    batch = {"expression": exp, "soft": torch.nn.functional.one_hot(exp, 8).float(),
-             "valence": torch.rand(bs, generator=g) * 2 - 1, "arousal": torch.rand(bs, generator=g) * 2 - 1}
+    batch = {
+        "expression": exp,
+        "soft": torch.nn.functional.one_hot(exp, 8).float(),
+        "valence": torch.rand(bs, generator=g) * 2 - 1,
+        "arousal": torch.rand(bs, generator=g) * 2 - 1,
+    }
     return x, batch
 
 
@@ -167,10 +187,21 @@ def bench_pipeline(data: Path, backbone, size, bs, epochs, steps, eval_batch):
     build = time.perf_counter() - t
     module, cfg = make_module(backbone, size, bs)
     timer = EpochTimer()
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, precision=cfg.precision, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        num_sanity_val_steps=0, limit_val_batches=0, limit_train_batches=steps, callbacks=[timer],
-                        log_every_n_steps=10)
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        devices=1,
+        precision=cfg.precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        limit_train_batches=steps,
+        callbacks=[timer],
+        log_every_n_steps=10,
+    )
     trainer.fit(module, datamodule=dm)
     first = timer.batches[0] / (build + timer.times[0])
     first_no_build = timer.batches[0] / timer.times[0]
@@ -179,8 +210,15 @@ def bench_pipeline(data: Path, backbone, size, bs, epochs, steps, eval_batch):
     steady_median = bs / statistics.median(timer.step_times[n_steps:] or timer.step_times)
 
     dm_eval = AffectDataModule(records, {"test": keys}, image_size=size, batch_size=eval_batch, cache=True)
-    trainer_t = L.Trainer(accelerator="cpu", devices=1, precision=cfg.precision, logger=False,
-                          enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+    trainer_t = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        precision=cfg.precision,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
     dm_eval.setup("test")
     trainer_t.test(module, datamodule=dm_eval, verbose=False)  # warm-up (oneDNN inference primitives)
     t = time.perf_counter()
@@ -195,8 +233,15 @@ def bench_pipeline(data: Path, backbone, size, bs, epochs, steps, eval_batch):
         module.prepare(b["image"], train=True)
         n += b["image"].shape[0]
     data_only = n / (time.perf_counter() - t)
-    return dict(build_s=build, first=first, first_no_build=first_no_build, steady=steady,
-                steady_median=steady_median, evaluation=evaluation, data_only=data_only)
+    return dict(
+        build_s=build,
+        first=first,
+        first_no_build=first_no_build,
+        steady=steady,
+        steady_median=steady_median,
+        evaluation=evaluation,
+        data_only=data_only,
+    )
 
 
 class NaiveDataset(torch.utils.data.Dataset):
@@ -207,8 +252,14 @@ class NaiveDataset(torch.utils.data.Dataset):
 
         self.images = sorted((root / "images").glob("*.jpg"))
         self.ann = root / "annotations"
-        self.tf = T.Compose([T.Resize((size, size)), T.RandomHorizontalFlip(), T.ToTensor(),
-                             T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+        self.tf = T.Compose(
+            [
+                T.Resize((size, size)),
+                T.RandomHorizontalFlip(),
+                T.ToTensor(),
+                T.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+            ]
+        )
         try:
             import cv2
 
@@ -235,12 +286,15 @@ class NaiveDataset(torch.utils.data.Dataset):
         aro = float(np.load(self.ann / f"{stem}_aro.npy"))
         soft = torch.zeros(8)
         soft[exp] = 1
-        return x, {"expression": exp, "soft": soft, "valence": torch.tensor(val, dtype=torch.float32),
-                   "arousal": torch.tensor(aro, dtype=torch.float32)}
+        return x, {
+            "expression": exp,
+            "soft": soft,
+            "valence": torch.tensor(val, dtype=torch.float32),
+            "arousal": torch.tensor(aro, dtype=torch.float32),
+        }
 
 
-def bench_naive(data: Path, backbone, size, bs, steps, precision, channels_last: bool = True,
-                hand_made: bool = False):
+def bench_naive(data: Path, backbone, size, bs, steps, precision, channels_last: bool = True, hand_made: bool = False):
     ds = NaiveDataset(data, size)
     loader = torch.utils.data.DataLoader(ds, batch_size=bs, shuffle=True, num_workers=0, drop_last=True)
     module, _ = make_module(backbone, size, bs, channels_last=channels_last)
@@ -290,32 +344,53 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["AFFECTKIT_CACHE"] = str(Path(tmp) / "cache")  # a fresh store: the build is measured
         data = Path(args.data) if args.data else generate(Path(tmp) / "faces", args.n, seed=0, size=size)
-        print(f"{args.backbone} @ {size}px, batch {bs}, n {args.n}, {precision}, channels_last, "
-              f"{torch.get_num_threads()} threads ({load_avg()})", flush=True)
+        print(
+            f"{args.backbone} @ {size}px, batch {bs}, n {args.n}, {precision}, channels_last, "
+            f"{torch.get_num_threads()} threads ({load_avg()})",
+            flush=True,
+        )
         a_train, a_median, a_infer = bench_model_alone(args.backbone, size, bs, model_steps, precision)
-        print(f"(a) model alone       train {a_train:8.1f} img/s (median step {a_median:.1f})   "
-              f"inference {a_infer:8.1f} img/s ({load_avg()})", flush=True)
+        print(
+            f"(a) model alone       train {a_train:8.1f} img/s (median step {a_median:.1f})   "
+            f"inference {a_infer:8.1f} img/s ({load_avg()})",
+            flush=True,
+        )
         p = bench_pipeline(data, args.backbone, size, bs, args.epochs, steps, eval_batch=64)
-        print(f"(b) pipeline (fit)    steady {p['steady']:8.1f} img/s (median step {p['steady_median']:.1f})   "
-              f"first epoch {p['first']:.1f} img/s incl. store build {p['build_s']:.2f} s "
-              f"({p['first_no_build']:.1f} without) ({load_avg()})", flush=True)
-        print(f"(c) evaluation        {p['evaluation']:8.1f} img/s   (model inference {a_infer:.1f}; "
-              f"ratio {p['evaluation'] / a_infer:.2f})", flush=True)
+        print(
+            f"(b) pipeline (fit)    steady {p['steady']:8.1f} img/s (median step {p['steady_median']:.1f})   "
+            f"first epoch {p['first']:.1f} img/s incl. store build {p['build_s']:.2f} s "
+            f"({p['first_no_build']:.1f} without) ({load_avg()})",
+            flush=True,
+        )
+        print(
+            f"(c) evaluation        {p['evaluation']:8.1f} img/s   (model inference {a_infer:.1f}; "
+            f"ratio {p['evaluation'] / a_infer:.2f})",
+            flush=True,
+        )
         a2_train, a2_median, _ = bench_model_alone(args.backbone, size, bs, model_steps, precision)
-        print(f"(a') model alone again train {a2_train:8.1f} img/s (median step {a2_median:.1f}) ({load_avg()})",
-              flush=True)
+        print(
+            f"(a') model alone again train {a2_train:8.1f} img/s (median step {a2_median:.1f}) ({load_avg()})",
+            flush=True,
+        )
         a_best = max(a_train, a2_train)
-        print(f"    b/a = {p['steady'] / a_best:.3f} (steady epochs / best of a, a')   "
-              f"{p['steady_median'] / max(a_median, a2_median):.3f} (median steps)", flush=True)
+        print(
+            f"    b/a = {p['steady'] / a_best:.3f} (steady epochs / best of a, a')   "
+            f"{p['steady_median'] / max(a_median, a2_median):.3f} (median steps)",
+            flush=True,
+        )
         nv = bench_naive(data, args.backbone, size, bs, steps, precision)
-        print(f"(d) naive per-sample  train {nv['train']:8.1f} img/s   decoder {nv['decoder']} ({load_avg()})",
-              flush=True)
+        print(
+            f"(d) naive per-sample  train {nv['train']:8.1f} img/s   decoder {nv['decoder']} ({load_avg()})", flush=True
+        )
         print(f"    ours/naive = {p['steady'] / nv['train']:.2f} (training)", flush=True)
         hm = bench_naive(data, args.backbone, size, bs, steps, "32-true", channels_last=False, hand_made=True)
         print(f"(d') hand-made (fp32, contiguous)  train {hm['train']:8.1f} img/s ({load_avg()})", flush=True)
         print(f"    ours/hand-made = {p['steady'] / hm['train']:.2f} (training)", flush=True)
-        print(f"(e) data path alone   ours {p['data_only']:8.1f} img/s   naive {nv['data_only']:8.1f} img/s   "
-              f"ours/naive = {p['data_only'] / nv['data_only']:.1f}", flush=True)
+        print(
+            f"(e) data path alone   ours {p['data_only']:8.1f} img/s   naive {nv['data_only']:8.1f} img/s   "
+            f"ours/naive = {p['data_only'] / nv['data_only']:.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """List modules over 350 lines and functions over 60 lines (the project's size aims): `python scripts/sizes.py`."""
+
 from __future__ import annotations
 
 import ast

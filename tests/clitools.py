@@ -1,4 +1,5 @@
 """Running the real `affectkit` command the way a user does: in a subprocess, in a given folder."""
+
 from __future__ import annotations
 
 import contextlib
@@ -33,8 +34,13 @@ def free_port() -> int:
 def serve_cli(model, cwd: Path, startup_s: float = 120.0):
     """``affectkit serve MODEL --port P`` in a subprocess; yields (base URL, its /info) once it answers."""
     port = free_port()
-    proc = subprocess.Popen([*AK, "serve", str(model), "--port", str(port)], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [*AK, "serve", str(model), "--port", str(port)],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         end = time.time() + startup_s

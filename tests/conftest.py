@@ -1,4 +1,5 @@
 """Shared fixtures. ``ferplus_root``: the real FER+ copy next to the repository (never copied into it)."""
+
 from __future__ import annotations
 
 import os

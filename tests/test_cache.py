@@ -1,4 +1,5 @@
 """The decoded-image store: `affectkit cache`, invalidation on source or size change, bad files, read-back."""
+
 from __future__ import annotations
 
 import os
@@ -112,8 +113,13 @@ def test_device_decoder_agrees_with_cpu_decoder_and_falls_back(faces, tmp_path):
     Image.open(samples[1].image).save(rotated, exif=exif)
     truncated = tmp_path / "truncated.jpg"
     truncated.write_bytes(Path(samples[2].image).read_bytes()[:-300])
-    mixed = [replace(samples[0], image=str(png)), replace(samples[1], image=str(rotated)),
-             replace(samples[2], image=str(truncated)), replace(samples[3], box=(4, 2, 20, 24)), *samples[4:]]
+    mixed = [
+        replace(samples[0], image=str(png)),
+        replace(samples[1], image=str(rotated)),
+        replace(samples[2], image=str(truncated)),
+        replace(samples[3], box=(4, 2, 20, 24)),
+        *samples[4:],
+    ]
     assert [device_decodable(s) for s in mixed[:4]] == [False, False, True, True]
 
     with pytest.warns(UserWarning, match="truncated.jpg"):

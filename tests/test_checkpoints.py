@@ -1,5 +1,6 @@
 """Checkpoints are loaded strictly: a file whose weights do not fit its model, or that cannot be resumed, is one
 clear error line from the command (exit 2), never a traceback or a model evaluated with random weights."""
+
 from __future__ import annotations
 
 import subprocess
@@ -18,8 +19,26 @@ def run(*args, cwd) -> subprocess.CompletedProcess:
 def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp("ckpts")
     ak("synth", "--out", "faces", "-n", 48, "--size", 32, "--seed", 1, "--quiet", cwd=d)
-    ak("train", "--data", "faces", "--backbone", "resnet18", "--weights", "none", "--epochs", 1, "--image-size", 32,
-       "--batch-size", 16, "--out", "run", "--set", "progress=false", cwd=d)
+    ak(
+        "train",
+        "--data",
+        "faces",
+        "--backbone",
+        "resnet18",
+        "--weights",
+        "none",
+        "--epochs",
+        1,
+        "--image-size",
+        32,
+        "--batch-size",
+        16,
+        "--out",
+        "run",
+        "--set",
+        "progress=false",
+        cwd=d,
+    )
     return d
 
 
@@ -30,17 +49,31 @@ def _doctor(src, dst, fn):
     return dst
 
 
-@pytest.mark.parametrize("damage, says", [
-    (lambda c: c.__setitem__("state_dict", {}), "missing"),
-    (lambda c: c["affectkit"].__setitem__("backbone", "mobilenet_v2")
-     or c["affectkit"]["config"].__setitem__("backbone", "mobilenet_v2"), "do not fit"),
-    (lambda c: c.__setitem__("state_dict", {k: v for k, v in c["state_dict"].items() if "head" not in k}),
-     "missing"),
-], ids=["empty-weights", "other-backbone", "no-head"])
+@pytest.mark.parametrize(
+    "damage, says",
+    [
+        (lambda c: c.__setitem__("state_dict", {}), "missing"),
+        (
+            lambda c: (
+                c["affectkit"].__setitem__("backbone", "mobilenet_v2")
+                or c["affectkit"]["config"].__setitem__("backbone", "mobilenet_v2")
+            ),
+            "do not fit",
+        ),
+        (
+            lambda c: c.__setitem__("state_dict", {k: v for k, v in c["state_dict"].items() if "head" not in k}),
+            "missing",
+        ),
+    ],
+    ids=["empty-weights", "other-backbone", "no-head"],
+)
 def test_weights_that_do_not_fit_are_refused(trained, damage, says):
     bad = _doctor(trained / "run" / "checkpoints" / "best.ckpt", trained / "bad.ckpt", damage)
-    for verb in (["evaluate", bad, "--data", "faces"], ["predict", bad, "faces/images", "--no-detect"],
-                 ["export", bad, "--out", "bad.onnx"]):
+    for verb in (
+        ["evaluate", bad, "--data", "faces"],
+        ["predict", bad, "faces/images", "--no-detect"],
+        ["export", bad, "--out", "bad.onnx"],
+    ):
         r = run(*verb, cwd=trained)
         assert r.returncode == 2, (verb, r.stdout, r.stderr)
         assert "Traceback" not in r.stderr and says in r.stderr and "bad.ckpt" in r.stderr
@@ -50,8 +83,25 @@ def test_weights_that_do_not_fit_are_refused(trained, damage, says):
 def test_resume_refuses_another_backbone_and_minimal_checkpoints(trained):
     import shutil
 
-    r = run("train", "--data", "faces", "--backbone", "resnet50", "--weights", "none", "--epochs", 2,
-            "--image-size", 32, "--out", "run", "--resume", "--set", "progress=false", cwd=trained)
+    r = run(
+        "train",
+        "--data",
+        "faces",
+        "--backbone",
+        "resnet50",
+        "--weights",
+        "none",
+        "--epochs",
+        2,
+        "--image-size",
+        32,
+        "--out",
+        "run",
+        "--resume",
+        "--set",
+        "progress=false",
+        cwd=trained,
+    )
     assert r.returncode == 2 and "resnet18" in r.stderr and "Traceback" not in r.stderr, r.stderr
     other = trained / "minimal"
     (other / "checkpoints").mkdir(parents=True)
@@ -60,16 +110,51 @@ def test_resume_refuses_another_backbone_and_minimal_checkpoints(trained):
 
     model, meta = load_model(trained / "run")
     save_model_checkpoint(model, other / "checkpoints" / "last.ckpt", meta["config"], meta["contract"], meta["heads"])
-    r = run("train", "--data", "faces", "--backbone", "resnet18", "--weights", "none", "--epochs", 2,
-            "--image-size", 32, "--out", "minimal", "--resume", "--set", "progress=false", cwd=trained)
+    r = run(
+        "train",
+        "--data",
+        "faces",
+        "--backbone",
+        "resnet18",
+        "--weights",
+        "none",
+        "--epochs",
+        2,
+        "--image-size",
+        32,
+        "--out",
+        "minimal",
+        "--resume",
+        "--set",
+        "progress=false",
+        cwd=trained,
+    )
     assert r.returncode == 2 and "not a training checkpoint" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def test_resume_refuses_another_weight_decay_grouping(trained):
     """Optimiser state holds one entry per parameter group: a run resumes only with its own grouping, and a run
     saved before decay_norm_bias existed (weight decay on everything) is told to pass the old value."""
-    args = ("train", "--data", "faces", "--backbone", "resnet18", "--weights", "none", "--epochs", 2,
-            "--image-size", 32, "--batch-size", 16, "--out", "run", "--resume", "--set", "progress=false")
+    args = (
+        "train",
+        "--data",
+        "faces",
+        "--backbone",
+        "resnet18",
+        "--weights",
+        "none",
+        "--epochs",
+        2,
+        "--image-size",
+        32,
+        "--batch-size",
+        16,
+        "--out",
+        "run",
+        "--resume",
+        "--set",
+        "progress=false",
+    )
     last = trained / "run" / "checkpoints" / "last.ckpt"
     r = run(*args, "--set", "decay_norm_bias=true", cwd=trained)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr

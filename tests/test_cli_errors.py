@@ -1,6 +1,7 @@
 """The command-line contract, checked by running the real command: a user error is one ``error: ...`` line on
 stderr naming the key or file, exit code 2, no traceback and no files left behind; ``--debug`` shows the
 traceback; an internal error says it is a bug (exit code 1)."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,20 @@ from affectkit.training.config import parse_set
 from test_config import CORPUS, MALFORMED_YAML  # the generated bad-input corpus
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--backbone", "resnet18", "--weights", "none", "--image-size", "32", "--batch-size", "16", "--epochs", "1",
-        "--set", "progress=false"]
+TINY = [
+    "--backbone",
+    "resnet18",
+    "--weights",
+    "none",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "16",
+    "--epochs",
+    "1",
+    "--set",
+    "progress=false",
+]
 
 
 def affectkit(*args: str, cwd: Path, **env_extra: str) -> subprocess.CompletedProcess:
@@ -26,8 +39,9 @@ def affectkit(*args: str, cwd: Path, **env_extra: str) -> subprocess.CompletedPr
     env.pop("AFFECTKIT_DEBUG", None)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env.update(env_extra)
-    return subprocess.run([sys.executable, "-m", "affectkit.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "affectkit.cli", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
 
 
 def assert_user_error(r: subprocess.CompletedProcess, *names: str, shaped: bool = True) -> str:
@@ -75,14 +89,26 @@ def _set_cases() -> list[tuple[str, str]]:
 
 SET_CASES = _set_cases()
 ISSUE_CASES = [  # (argv after train --data D --out OUT, name the error line must hold)
-    (["--epochs", "-1"], "epochs"), (["--epochs", "-5"], "epochs"), (["--epochs", "0"], "epochs"),
-    (["--image-size", "0"], "image_size"), (["--set", "bogus_key"], "bogus_key"),
-    (["--set", "schedule=cosin"], "schedule"), (["--set", "class_weights=balaced"], "class_weights"),
-    (["--set", "expression_loss=soft-ce"], "expression_loss"), (["--set", "aug_flip='no'"], "aug_flip"),
-    (["--set", "cache='false'"], "cache"), (["--set", "num_classes=7"], "num_classes"),
-    (["--set", "lr=fast"], "lr"), (["--set", "image_size='32'"], "image_size"), (["--set", "epochs=three"], "epochs"),
-    (["--set", "lr=[0.1"], "--set lr=[0.1"), (["--set", "=3"], "--set =3"), (["--set", "epoch=3"], "epoch"),
-    (["--set", "epochs=null"], "epochs"), (["--backbone", "resnet5"], "backbone"), (["--epochs", "x"], "--epochs"),
+    (["--epochs", "-1"], "epochs"),
+    (["--epochs", "-5"], "epochs"),
+    (["--epochs", "0"], "epochs"),
+    (["--image-size", "0"], "image_size"),
+    (["--set", "bogus_key"], "bogus_key"),
+    (["--set", "schedule=cosin"], "schedule"),
+    (["--set", "class_weights=balaced"], "class_weights"),
+    (["--set", "expression_loss=soft-ce"], "expression_loss"),
+    (["--set", "aug_flip='no'"], "aug_flip"),
+    (["--set", "cache='false'"], "cache"),
+    (["--set", "num_classes=7"], "num_classes"),
+    (["--set", "lr=fast"], "lr"),
+    (["--set", "image_size='32'"], "image_size"),
+    (["--set", "epochs=three"], "epochs"),
+    (["--set", "lr=[0.1"], "--set lr=[0.1"),
+    (["--set", "=3"], "--set =3"),
+    (["--set", "epoch=3"], "epoch"),
+    (["--set", "epochs=null"], "epochs"),
+    (["--backbone", "resnet5"], "backbone"),
+    (["--epochs", "x"], "--epochs"),
     (["--lr", "fast"], "--lr"),
 ]
 
@@ -142,8 +168,23 @@ def test_out_naming_a_file_is_refused(faces, work):
 def test_failure_after_the_run_folder_exists_removes_it(faces, work):
     """Missing weights are found only when the model is built: the new run folder is removed again, so the same
     --out can be used for the next try."""
-    args = ["train", "--data", str(faces), "--backbone", "resnet18", "--weights", str(work.parent / "no.pth"),
-            "--image-size", "32", "--epochs", "1", "--set", "progress=false", "--out", "runs/new"]
+    args = [
+        "train",
+        "--data",
+        str(faces),
+        "--backbone",
+        "resnet18",
+        "--weights",
+        str(work.parent / "no.pth"),
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+        "--set",
+        "progress=false",
+        "--out",
+        "runs/new",
+    ]
     r = affectkit(*args, cwd=work)
     assert_user_error(r, "no.pth", shaped=False)
     assert list(work.iterdir()) == []
@@ -177,22 +218,31 @@ def test_debug_flag_and_env_show_the_traceback(faces, work):
     assert list(work.iterdir()) == []
 
 
-INTERNAL = ("import sys, affectkit.cli as cli\n"
-            "def broken(a):\n    raise RuntimeError('boom')\n"
-            "cli.cmd_report = broken\nsys.exit(cli.main(sys.argv[1:]))\n")
+INTERNAL = (
+    "import sys, affectkit.cli as cli\n"
+    "def broken(a):\n    raise RuntimeError('boom')\n"
+    "cli.cmd_report = broken\nsys.exit(cli.main(sys.argv[1:]))\n"
+)
 
 
 def test_internal_error_says_it_is_a_bug(work):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     env.pop("AFFECTKIT_DEBUG", None)
-    r = subprocess.run([sys.executable, "-c", INTERNAL, "report", "x"], cwd=work, env=env, capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", INTERNAL, "report", "x"], cwd=work, env=env, capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "bug in affectkit" in lines[0] and "RuntimeError: boom" in lines[0]
     assert "--debug" in lines[0]
-    r = subprocess.run([sys.executable, "-c", INTERNAL, "--debug", "report", "x"], cwd=work, env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", INTERNAL, "--debug", "report", "x"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 1 and "Traceback" in r.stderr and "RuntimeError: boom" in r.stderr
 
 
@@ -221,8 +271,9 @@ def test_numeric_class_folders_need_the_flag(work):
     assert "(data)" in line
     r = affectkit("data", "summary", "data", "--format", "image_folder", "--no-scan", cwd=work)
     assert_user_error(r, "class folder(s) 0, 3 match no expression", "--numeric-classes")
-    r = affectkit("data", "summary", "data", "--format", "image_folder", "--numeric-classes", "--json", "--no-scan",
-                  cwd=work)
+    r = affectkit(
+        "data", "summary", "data", "--format", "image_folder", "--numeric-classes", "--json", "--no-scan", cwd=work
+    )
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
     assert summary["per_class"]["Neutral"] == 1 and summary["per_class"]["Surprise"] == 2

@@ -1,4 +1,5 @@
 """Collapse detection: constant predictors are flagged, healthy random ones are not."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,5 +1,6 @@
 """The validated training config: types, allowed values, ranges, YAML loading, --set parsing, and the property that
 any input either builds a valid config or raises ConfigError."""
+
 from __future__ import annotations
 
 import math
@@ -24,21 +25,68 @@ from affectkit.training.config import (
 
 # The options and defaults before the config was validated: the names are the API (YAML files, checkpoints).
 OLD_DEFAULTS = {
-    "data": None, "format": None, "label_mode": "majority", "numeric_classes": False, "ckplus_peak_frames": 3,
-    "split_by": "auto", "test_size": 0.2, "val_size": 0.1, "split_file": None,
-    "cache": True, "decode_device": None, "strict": False, "face_margin": 0.2, "color": "rgb", "name": None,
+    "data": None,
+    "format": None,
+    "label_mode": "majority",
+    "numeric_classes": False,
+    "ckplus_peak_frames": 3,
+    "split_by": "auto",
+    "test_size": 0.2,
+    "val_size": 0.1,
+    "split_file": None,
+    "cache": True,
+    "decode_device": None,
+    "strict": False,
+    "face_margin": 0.2,
+    "color": "rgb",
+    "name": None,
     "backbone": "resnet50",
-    "weights": "imagenet", "dropout": 0.2, "num_classes": 8, "image_size": 224, "batch_size": 32, "epochs": 25,
-    "optimizer": "adam", "lr": 1e-4, "backbone_lr_mult": 1.0, "weight_decay": None, "decay_norm_bias": False,
-    "schedule": "none", "warmup_epochs": 0.0, "step_size": 10, "step_gamma": 0.1, "freeze_epochs": 0,
+    "weights": "imagenet",
+    "dropout": 0.2,
+    "num_classes": 8,
+    "image_size": 224,
+    "batch_size": 32,
+    "epochs": 25,
+    "optimizer": "adam",
+    "lr": 1e-4,
+    "backbone_lr_mult": 1.0,
+    "weight_decay": None,
+    "decay_norm_bias": False,
+    "schedule": "none",
+    "warmup_epochs": 0.0,
+    "step_size": 10,
+    "step_gamma": 0.1,
+    "freeze_epochs": 0,
     "freeze_stages": 0,
-    "grad_clip": 0.0, "early_stopping": 0, "expression_loss": "ce", "class_weights": "none",
-    "balanced_sampling": False, "label_smoothing": 0.0, "va_loss": "mse", "loss_expression": 1.0,
-    "loss_valence": 1.0, "loss_arousal": 1.0, "aug_flip": True, "aug_affine": 0.0, "aug_color": 0.0,
-    "aug_erasing": 0.0, "monitor": "val_score", "precision": "auto", "channels_last": True, "seed": 0,
-    "deterministic": False, "num_workers": -1, "accelerator": "auto", "devices": "auto", "num_nodes": 1,
-    "strategy": "auto", "limit_train_batches": None, "limit_val_batches": None, "ckpt_every_n_steps": 0,
-    "progress": True, "extra": {},
+    "grad_clip": 0.0,
+    "early_stopping": 0,
+    "expression_loss": "ce",
+    "class_weights": "none",
+    "balanced_sampling": False,
+    "label_smoothing": 0.0,
+    "va_loss": "mse",
+    "loss_expression": 1.0,
+    "loss_valence": 1.0,
+    "loss_arousal": 1.0,
+    "aug_flip": True,
+    "aug_affine": 0.0,
+    "aug_color": 0.0,
+    "aug_erasing": 0.0,
+    "monitor": "val_score",
+    "precision": "auto",
+    "channels_last": True,
+    "seed": 0,
+    "deterministic": False,
+    "num_workers": -1,
+    "accelerator": "auto",
+    "devices": "auto",
+    "num_nodes": 1,
+    "strategy": "auto",
+    "limit_train_batches": None,
+    "limit_val_batches": None,
+    "ckpt_every_n_steps": 0,
+    "progress": True,
+    "extra": {},
 }
 
 
@@ -48,8 +96,15 @@ def test_defaults_and_field_names_unchanged():
 
 
 def test_round_trips_through_dict_and_yaml(tmp_path):
-    cfg = TrainConfig(backbone="resnet18", epochs=3, lr=0.01, devices=[0, 1], limit_train_batches=0.5,
-                      weight_decay=0.0, extra={"note": "x"})
+    cfg = TrainConfig(
+        backbone="resnet18",
+        epochs=3,
+        lr=0.01,
+        devices=[0, 1],
+        limit_train_batches=0.5,
+        weight_decay=0.0,
+        extra={"note": "x"},
+    )
     assert TrainConfig(**cfg.to_dict()) == cfg
     save_config(cfg, tmp_path / "c.yaml")
     assert load_config(tmp_path / "c.yaml") == cfg
@@ -92,6 +147,7 @@ def test_resolving_for_a_run_does_not_mutate_the_callers_config():
 
 
 # ---------------------------------------------------------------------------------- the bad-input corpus
+
 
 def _schema() -> dict:
     schema = TrainConfig.model_json_schema()
@@ -167,11 +223,31 @@ def bad_values(key: str, prop: dict) -> list:
 def _corpus() -> list[tuple[str, object]]:
     cases = [(key, v) for key, prop in _schema().items() for v in bad_values(key, prop)]
     # the issue's cases, verbatim
-    cases += [("epochs", -1), ("epochs", -5), ("epochs", 0), ("image_size", 0), ("lr", "fast"), ("epochs", "three"),
-              ("image_size", "32"), ("aug_flip", "no"), ("cache", "false"), ("schedule", "cosin"),
-              ("class_weights", "balaced"), ("expression_loss", "soft-ce"), ("num_classes", 7), ("num_classes", 10),
-              ("backbone", "resnet5"), ("backbone", "timm:not_a_model"), ("strategy", "dpp"), ("devices", 0),
-              ("precision", "bf17-mixed"), ("test_size", 1.0), ("seed", -1), ("batch_size", 0), ("lr", 0)]
+    cases += [
+        ("epochs", -1),
+        ("epochs", -5),
+        ("epochs", 0),
+        ("image_size", 0),
+        ("lr", "fast"),
+        ("epochs", "three"),
+        ("image_size", "32"),
+        ("aug_flip", "no"),
+        ("cache", "false"),
+        ("schedule", "cosin"),
+        ("class_weights", "balaced"),
+        ("expression_loss", "soft-ce"),
+        ("num_classes", 7),
+        ("num_classes", 10),
+        ("backbone", "resnet5"),
+        ("backbone", "timm:not_a_model"),
+        ("strategy", "dpp"),
+        ("devices", 0),
+        ("precision", "bf17-mixed"),
+        ("test_size", 1.0),
+        ("seed", -1),
+        ("batch_size", 0),
+        ("lr", 0),
+    ]
     seen, out = set(), []
     for key, value in cases:
         if (key, repr(value)) not in seen:
@@ -212,8 +288,12 @@ def test_num_classes_other_than_8_explains_why():
 
 
 def test_misspelled_values_get_a_suggestion():
-    for key, value, right in [("schedule", "cosin", "cosine"), ("class_weights", "balaced", "balanced"),
-                              ("expression_loss", "soft-ce", "soft_ce"), ("backbone", "resnet5", "resnet50")]:
+    for key, value, right in [
+        ("schedule", "cosin", "cosine"),
+        ("class_weights", "balaced", "balanced"),
+        ("expression_loss", "soft-ce", "soft_ce"),
+        ("backbone", "resnet5", "resnet50"),
+    ]:
         with pytest.raises(ConfigError, match=f"did you mean {right}"):
             TrainConfig(**{key: value})
 
@@ -293,7 +373,11 @@ def test_empty_yaml_is_the_defaults_and_missing_file_is_named(tmp_path):
 
 def test_parse_set():
     assert parse_set(["lr=1e-3", "va-loss=ccc", "weight_decay=null", "name=a=b"]) == {
-        "lr": 1e-3, "va_loss": "ccc", "weight_decay": None, "name": "a=b"}
+        "lr": 1e-3,
+        "va_loss": "ccc",
+        "weight_decay": None,
+        "name": "a=b",
+    }
     for bad in ["bogus_key", "=3", " =3", "lr=[0.1"]:
         with pytest.raises(ConfigError, match="--set"):
             parse_set([bad])
@@ -308,10 +392,19 @@ for _key, _prop in _schema().items():
         good += [k[b] for b in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum") if b in k]
     _FIELD_VALUES[_key] = good + bad_values(_key, _prop)
 
-scalars = (st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=True, allow_infinity=True)
-           | st.text(max_size=12) | st.binary(max_size=4))
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
-                      | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=6)
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**12), 10**12)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=12)
+    | st.binary(max_size=4)
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
 keys = st.sampled_from(sorted(FIELDS)) | st.text(max_size=10)
 
 

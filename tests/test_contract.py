@@ -4,6 +4,7 @@ Run as a user runs it: the real `affectkit` command in subprocesses, in a tempor
 size other than 224 is evaluated on its test split; then every way of using it must give the same class for
 every test image and probabilities within 1e-4 of evaluation's per-image predictions file.
 """
+
 from __future__ import annotations
 
 import csv
@@ -50,8 +51,26 @@ def trained(tmp_path_factory):
     """synth -> train at 40 px -> evaluate --split test, all through the CLI. Returns (folder, eval rows)."""
     d = tmp_path_factory.mktemp("contract")
     ak("synth", "--out", "faces", "-n", 160, "--size", 48, "--seed", 3, "--difficulty", 0.4, "--quiet", cwd=d)
-    ak("train", "--data", "faces", "--backbone", "resnet18", "--weights", "none", "--epochs", 1,
-       "--image-size", SIZE, "--batch-size", 16, "--out", "run", "--set", "progress=false", cwd=d)
+    ak(
+        "train",
+        "--data",
+        "faces",
+        "--backbone",
+        "resnet18",
+        "--weights",
+        "none",
+        "--epochs",
+        1,
+        "--image-size",
+        SIZE,
+        "--batch-size",
+        16,
+        "--out",
+        "run",
+        "--set",
+        "progress=false",
+        cwd=d,
+    )
     out = ak("evaluate", "run", "--split", "test", cwd=d).stdout
     assert "valence" in out
     rows = read_rows(d / "run" / "eval" / "test_predictions.csv")
@@ -65,8 +84,7 @@ def test_checkpoint_stores_the_training_contract(trained):
     d, _ = trained
     _, meta = load_model(d / "run")
     assert meta["contract"].input_size == SIZE and meta["preprocess"]["input_size"] == SIZE
-    assert meta["contract"].color == "rgb" and meta["heads"] == {"expression": True, "valence": True,
-                                                                 "arousal": True}
+    assert meta["contract"].color == "rgb" and meta["heads"] == {"expression": True, "valence": True, "arousal": True}
 
 
 def test_predict_no_detect_equals_evaluate(trained):
@@ -97,11 +115,20 @@ def test_serve_from_the_command_line_equals_evaluate(trained):
         got = {}
         for path in ref:
             boundary = uuid.uuid4().hex
-            body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"f.jpg\"\r\n"
-                    f"Content-Type: image/jpeg\r\n\r\n").encode() + Path(path).read_bytes() + \
-                f"\r\n--{boundary}--\r\n".encode()
-            req = urllib.request.Request(base + "/predict?detect=0", data=body, method="POST",
-                                         headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            body = (
+                (
+                    f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="f.jpg"\r\n'
+                    f"Content-Type: image/jpeg\r\n\r\n"
+                ).encode()
+                + Path(path).read_bytes()
+                + f"\r\n--{boundary}--\r\n".encode()
+            )
+            req = urllib.request.Request(
+                base + "/predict?detect=0",
+                data=body,
+                method="POST",
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            )
             faces = json.loads(urllib.request.urlopen(req, timeout=30).read())["faces"]
             assert len(faces) == 1
             got[path] = np.array([faces[0]["probabilities"][n] for n in EXPRESSIONS])
@@ -181,9 +208,30 @@ def expression_only(tmp_path_factory):
     """A model trained without valence/arousal (loss weights 0, as the FER+ recipe)."""
     d = tmp_path_factory.mktemp("noVA")
     ak("synth", "--out", "faces", "-n", 64, "--size", 32, "--seed", 5, "--quiet", cwd=d)
-    ak("train", "--data", "faces", "--backbone", "resnet18", "--weights", "none", "--epochs", 1,
-       "--image-size", 32, "--batch-size", 16, "--out", "run", "--set", "progress=false",
-       "--set", "loss_valence=0", "--set", "loss_arousal=0", cwd=d)
+    ak(
+        "train",
+        "--data",
+        "faces",
+        "--backbone",
+        "resnet18",
+        "--weights",
+        "none",
+        "--epochs",
+        1,
+        "--image-size",
+        32,
+        "--batch-size",
+        16,
+        "--out",
+        "run",
+        "--set",
+        "progress=false",
+        "--set",
+        "loss_valence=0",
+        "--set",
+        "loss_arousal=0",
+        cwd=d,
+    )
     return d
 
 
@@ -216,9 +264,30 @@ def test_ferplus_valid_agreement(ferplus_root, tmp_path):
         for r in rows:  # links, not copies: the images stay in ../shared
             name = r.split(",")[0]
             os.symlink(ferplus_root / folder / name, root / folder / name)
-    ak("train", "--config", Path(__file__).parents[1] / "configs" / "ferplus.yaml", "--data", root,
-       "--backbone", "resnet18", "--weights", "none", "--epochs", 1, "--image-size", 48, "--batch-size", 16,
-       "--out", "run", "--set", "progress=false", "--set", "freeze_epochs=0", cwd=tmp_path)
+    ak(
+        "train",
+        "--config",
+        Path(__file__).parents[1] / "configs" / "ferplus.yaml",
+        "--data",
+        root,
+        "--backbone",
+        "resnet18",
+        "--weights",
+        "none",
+        "--epochs",
+        1,
+        "--image-size",
+        48,
+        "--batch-size",
+        16,
+        "--out",
+        "run",
+        "--set",
+        "progress=false",
+        "--set",
+        "freeze_epochs=0",
+        cwd=tmp_path,
+    )
     ak("evaluate", "run", "--split", "val", cwd=tmp_path)
     ref = read_rows(tmp_path / "run" / "eval" / "val_predictions.csv")
     assert ref and all(r["valence"] == "" for r in ref.values())
@@ -257,8 +326,22 @@ def test_int8_export_predicts_like_the_float_model(trained):
 
 def test_int8_export_refuses_bad_calibration(trained, tmp_path):
     d, _ = trained
-    res = subprocess.run([sys.executable, "-m", "affectkit.cli", "export", str(d / "run"), "--out",
-                          str(tmp_path / "q.onnx"), "--quantize", "int8", "--calibration-size", "0"],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "affectkit.cli",
+            "export",
+            str(d / "run"),
+            "--out",
+            str(tmp_path / "q.onnx"),
+            "--quantize",
+            "int8",
+            "--calibration-size",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert res.returncode == 2 and "calibration_size" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "q.onnx").exists()

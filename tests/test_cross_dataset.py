@@ -1,5 +1,6 @@
 """Cross-dataset evaluation: other classes, other heads, a dataset holding only the split it evaluates, and
 comparing one model across datasets; plus the sample grid showing the model's errors."""
+
 from __future__ import annotations
 
 import csv
@@ -15,8 +16,20 @@ from affectkit.evaluation import MAX_THUMBS, pick_thumbs
 
 from clitools import ak
 
-TINY = ["--backbone", "resnet18", "--weights", "none", "--image-size", "32", "--batch-size", "32", "--epochs", "1",
-        "--set", "progress=false"]
+TINY = [
+    "--backbone",
+    "resnet18",
+    "--weights",
+    "none",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "32",
+    "--epochs",
+    "1",
+    "--set",
+    "progress=false",
+]
 SEVEN = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger")  # no contempt, as FER2013 or RAF-DB
 
 

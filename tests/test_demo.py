@@ -1,4 +1,5 @@
 """`affectkit demo` as a user runs it (shrunk): the estimate after its first steps, the time and CPU at the end."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,11 @@ def test_estimate_counts_training_validation_and_test_images():
 def test_demo_prints_its_estimate_time_and_cpu(tmp_path):
     res = ak("demo", "-n", 160, "--size", 32, "--epochs", 1, "--backbones", "resnet18", "--out", "d", cwd=tmp_path)
     out = res.stdout
-    est = re.search(r"this CPU trains resnet18 at (\d+) images/s \((bf16-mixed|32-true)\): the demo should take "
-                    r"about (\d+) min (\d+) s in all", out)
+    est = re.search(
+        r"this CPU trains resnet18 at (\d+) images/s \((bf16-mixed|32-true)\): the demo should take "
+        r"about (\d+) min (\d+) s in all",
+        out,
+    )
     assert est, out
     assert out.index("should take about") < out.index("[2/4] training resnet18")  # said before training starts
     assert re.search(r"the demo took \d+ min \d+ s on this machine \(cpu: .*avx2[+-].*load", out), out

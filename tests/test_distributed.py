@@ -3,6 +3,7 @@
 Lightning launches the extra ranks by re-running the command, so every run here is a `python -m affectkit.cli`
 subprocess (pytest's own process never joins a process group).
 """
+
 from __future__ import annotations
 
 import json
@@ -29,8 +30,9 @@ def _env(tmp: Path) -> dict[str, str]:
 
 
 def _cli(env, *args: str) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "affectkit.cli", *args], env=env, capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "affectkit.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return r
 
@@ -72,12 +74,28 @@ def test_evaluate_one_vs_two_processes_identical(setup):
     res = {}
     for devices, strategy in ((1, "auto"), (2, "ddp")):
         out = tmp / f"eval{devices}" / "all_metrics.json"
-        r = _cli(env, "evaluate", str(ckpt), "--split", "all", "--batch-size", "8", "--devices", str(devices),
-                 "--strategy", strategy, "--out", str(out))
+        r = _cli(
+            env,
+            "evaluate",
+            str(ckpt),
+            "--split",
+            "all",
+            "--batch-size",
+            "8",
+            "--devices",
+            str(devices),
+            "--strategy",
+            strategy,
+            "--out",
+            str(out),
+        )
         # only rank 0 writes (and reports the path); the other rank computed the same gathered metrics
         assert r.stdout.count("metrics: ") == 1
-        assert sorted(p.name for p in out.parent.iterdir()) == ["all_metrics.json", "all_predictions.csv",
-                                                                "all_predictions.npz"]
+        assert sorted(p.name for p in out.parent.iterdir()) == [
+            "all_metrics.json",
+            "all_predictions.csv",
+            "all_predictions.npz",
+        ]
         res[devices] = (json.loads(out.read_text()), np.load(out.with_name("all_predictions.npz")))
     (m1, p1), (m2, p2) = res[1], res[2]
     assert m1["n"] == m2["n"] == N_FACES  # the sampler's padding duplicate was removed
@@ -100,9 +118,36 @@ def test_ddp_training_two_cpu_processes(setup):
     tmp, faces, _ = setup
     env = _env(tmp)
     run = tmp / "ddp_run"
-    r = _cli(env, "train", "--data", str(faces), "--backbone", "resnet18", "--weights", "none", "--image-size", "32",
-             "--batch-size", "8", "--epochs", "1", "--devices", "2", "--strategy", "ddp", "--accelerator", "cpu",
-             "--precision", "32-true", "--set", "val_size=0.2", "--set", "progress=false", "--out", str(run))
+    r = _cli(
+        env,
+        "train",
+        "--data",
+        str(faces),
+        "--backbone",
+        "resnet18",
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--accelerator",
+        "cpu",
+        "--precision",
+        "32-true",
+        "--set",
+        "val_size=0.2",
+        "--set",
+        "progress=false",
+        "--out",
+        str(run),
+    )
     assert r.stdout.count("run folder:") == 2  # both ranks ran train() and agreed on the folder
     summary = json.loads((run / "train_summary.json").read_text())
     rows = json.loads((run / "metrics.json").read_text())

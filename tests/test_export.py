@@ -1,4 +1,5 @@
 """ONNX export: numerics vs PyTorch, dynamic batch, stored metadata, torch-free ONNX prediction."""
+
 from __future__ import annotations
 
 import json

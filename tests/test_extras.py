@@ -1,5 +1,6 @@
 """Optional dependencies: without an extra, the command that needs it says in one line which extra to install;
 the rest keeps working (predict on images without OpenCV, PGM/PPM images like the dataset readers take)."""
+
 from __future__ import annotations
 
 import csv
@@ -14,13 +15,16 @@ from PIL import Image
 from test_inference import face_photo, make_ckpt
 
 # The real CLI, in a process where the named modules cannot be imported (as if their extra were not installed).
-WITHOUT = ("import sys; sys.modules.update(dict.fromkeys(sys.argv[1].split(','))); "
-           "from affectkit.cli import main; raise SystemExit(main(sys.argv[2:]))")
+WITHOUT = (
+    "import sys; sys.modules.update(dict.fromkeys(sys.argv[1].split(','))); "
+    "from affectkit.cli import main; raise SystemExit(main(sys.argv[2:]))"
+)
 
 
 def ak_without(modules: str, *args, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", WITHOUT, modules, *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", WITHOUT, modules, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +32,20 @@ def ckpt(tmp_path_factory) -> Path:
     return make_ckpt(tmp_path_factory.mktemp("extras") / "m.ckpt")
 
 
-@pytest.mark.parametrize(("blocked", "verb", "says"), [
-    ("fastapi", ["serve"], "affectkit serve needs fastapi (not installed): pip install affectkit[serve]"),
-    ("onnx", ["export", "--out", "m.onnx"], "ONNX export needs onnx (not installed): pip install affectkit[onnx]"),
-    ("facenet_pytorch", ["predict", "face.png"], "face detection (MTCNN) needs facenet-pytorch (not installed): "
-     "pip install affectkit[faces] && pip install --no-deps facenet-pytorch==2.5.3; "
-     "or use detect=False / --no-detect"),
-])
+@pytest.mark.parametrize(
+    ("blocked", "verb", "says"),
+    [
+        ("fastapi", ["serve"], "affectkit serve needs fastapi (not installed): pip install affectkit[serve]"),
+        ("onnx", ["export", "--out", "m.onnx"], "ONNX export needs onnx (not installed): pip install affectkit[onnx]"),
+        (
+            "facenet_pytorch",
+            ["predict", "face.png"],
+            "face detection (MTCNN) needs facenet-pytorch (not installed): "
+            "pip install affectkit[faces] && pip install --no-deps facenet-pytorch==2.5.3; "
+            "or use detect=False / --no-detect",
+        ),
+    ],
+)
 def test_missing_extra_is_one_line_naming_it(tmp_path, ckpt, blocked, verb, says):
     Image.fromarray(face_photo()).save(tmp_path / "face.png")
     args = [verb[0], ckpt, *verb[1:]]

@@ -1,4 +1,5 @@
 """Dataset readers on tiny generated fixtures, and FER+ on the real shared copy."""
+
 from __future__ import annotations
 
 import csv
@@ -34,13 +35,16 @@ LANDMARKS = np.arange(136, dtype=np.float64)
 @pytest.fixture
 def affectnet_npy(tmp_path: Path) -> Path:
     root = tmp_path / "affectnet"
-    _npy_dataset(root, {
-        "0": (np.array("3"), np.array("0.25"), np.array("-0.5"), LANDMARKS.astype(str)),  # strings
-        "1": (np.array(1), np.array(0.75), np.array(0.1), LANDMARKS),  # numbers
-        "2": (np.array("8"), np.array("0.5"), np.array("0.5"), None),  # no expression, VA kept
-        "3": (np.array(9.0), np.array(-2.0), np.array("-2"), None),  # nothing usable -> dropped
-        "4": (np.array(6), np.array(-2), np.array(0.3), None),  # valence invalid, rest kept
-    })
+    _npy_dataset(
+        root,
+        {
+            "0": (np.array("3"), np.array("0.25"), np.array("-0.5"), LANDMARKS.astype(str)),  # strings
+            "1": (np.array(1), np.array(0.75), np.array(0.1), LANDMARKS),  # numbers
+            "2": (np.array("8"), np.array("0.5"), np.array("0.5"), None),  # no expression, VA kept
+            "3": (np.array(9.0), np.array(-2.0), np.array("-2"), None),  # nothing usable -> dropped
+            "4": (np.array(6), np.array(-2), np.array(0.3), None),  # valence invalid, rest kept
+        },
+    )
     return root
 
 
@@ -56,8 +60,13 @@ def test_affectnet_npy_reads_numbers_and_strings(affectnet_npy: Path) -> None:
     assert s2.expression is None and s2.valence == 0.5
     assert s4.valence is None and s4.arousal == 0.3 and s4.expression == 6
     assert Path(s0.image).is_file() and s0.split is None
-    assert records.excluded == {"expression 8 (none)": 1, "expression 9 (uncertain)": 1,
-                                "valence -2 (invalid)": 2, "arousal -2 (invalid)": 1, "no usable label": 1}
+    assert records.excluded == {
+        "expression 8 (none)": 1,
+        "expression 9 (uncertain)": 1,
+        "valence -2 (invalid)": 2,
+        "arousal -2 (invalid)": 1,
+        "no usable label": 1,
+    }
     assert records.n_found == 5
 
 
@@ -75,9 +84,10 @@ def test_affectnet_npy_missing_annotation_skipped_or_strict(affectnet_npy: Path)
         read_dataset(affectnet_npy, strict=True)
 
 
-@pytest.mark.parametrize("kind, value, match", [("exp", np.array("12"), "expression 12"),
-                                                ("val", np.array(1.5), "valence"),
-                                                ("aro", np.array("abc"), "arousal")])
+@pytest.mark.parametrize(
+    "kind, value, match",
+    [("exp", np.array("12"), "expression 12"), ("val", np.array(1.5), "valence"), ("aro", np.array("abc"), "arousal")],
+)
 def test_affectnet_npy_out_of_range_raises(affectnet_npy: Path, kind: str, value, match: str) -> None:
     np.save(affectnet_npy / "annotations" / f"1_{kind}.npy", value)
     with pytest.raises(ValueError, match=match) as info:
@@ -86,13 +96,21 @@ def test_affectnet_npy_out_of_range_raises(affectnet_npy: Path, kind: str, value
 
 
 def test_affectnet_npy_official_train_val_layout(tmp_path: Path) -> None:
-    _npy_dataset(tmp_path / "train_set", {"10": (np.array("1"), np.array("0.1"), np.array("0.2"), None),
-                                          "11": (np.array("2"), np.array("0.1"), np.array("0.2"), None)})
+    _npy_dataset(
+        tmp_path / "train_set",
+        {
+            "10": (np.array("1"), np.array("0.1"), np.array("0.2"), None),
+            "11": (np.array("2"), np.array("0.1"), np.array("0.2"), None),
+        },
+    )
     _npy_dataset(tmp_path / "val_set", {"20": (np.array("0"), np.array("0.0"), np.array("0.0"), None)}, ext="png")
     assert detect_format(tmp_path) == "affectnet_npy"
     records = read_dataset(tmp_path)
     assert {(s.key, s.split) for s in records.samples} == {
-        ("train_set/images/10.jpg", "train"), ("train_set/images/11.jpg", "train"), ("val_set/images/20.png", "val")}
+        ("train_set/images/10.jpg", "train"),
+        ("train_set/images/11.jpg", "train"),
+        ("val_set/images/20.png", "val"),
+    }
 
 
 def _write_csv(path: Path, header: list[str] | None, rows: list[list]) -> None:
@@ -104,18 +122,31 @@ def _write_csv(path: Path, header: list[str] | None, rows: list[list]) -> None:
         writer.writerows(rows)
 
 
-AFFECTNET_HEADER = ["subDirectory_filePath", "face_x", "face_y", "face_width", "face_height",
-                    "facial_landmarks", "expression", "valence", "arousal"]
+AFFECTNET_HEADER = [
+    "subDirectory_filePath",
+    "face_x",
+    "face_y",
+    "face_width",
+    "face_height",
+    "facial_landmarks",
+    "expression",
+    "valence",
+    "arousal",
+]
 
 
 def test_affectnet_csv(tmp_path: Path) -> None:
     base = tmp_path / "Manually_Annotated_Images"
     for rel in ("1/a.jpg", "1/b.jpg", "2/c.jpg"):
         _image(base / rel)
-    _write_csv(tmp_path / "training.csv", AFFECTNET_HEADER, [
-        ["1/a.jpg", 2, 3, 10, 12, "1.5;2.5;3;4", 1, 0.5, -0.25],
-        ["1/b.jpg", 0, 0, 16, 16, "", 10, -2, -2],  # no-face and invalid VA -> dropped
-    ])
+    _write_csv(
+        tmp_path / "training.csv",
+        AFFECTNET_HEADER,
+        [
+            ["1/a.jpg", 2, 3, 10, 12, "1.5;2.5;3;4", 1, 0.5, -0.25],
+            ["1/b.jpg", 0, 0, 16, 16, "", 10, -2, -2],  # no-face and invalid VA -> dropped
+        ],
+    )
     _write_csv(tmp_path / "validation.csv", AFFECTNET_HEADER, [["2/c.jpg", "", "", "", "", "", 7, 0.1, 0.2]])
     assert detect_format(tmp_path) == "affectnet_csv"
     records = read_dataset(tmp_path)
@@ -142,15 +173,21 @@ def _ferplus_tiny(root: Path, rows: list[tuple[str, list[int]]], folder: str = "
 
 def test_ferplus_label_modes_on_tiny_fixture(tmp_path: Path) -> None:
     # columns: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF
-    _ferplus_tiny(tmp_path, [
-        ("happy.png", [1, 7, 0, 0, 0, 0, 0, 0, 2, 0]),
-        ("surprise.png", [0, 0, 6, 0, 0, 0, 4, 0, 0, 0]),
-        ("tie.png", [0, 5, 5, 0, 0, 0, 0, 0, 0, 0]),
-        ("unknown.png", [0, 3, 0, 0, 0, 0, 0, 0, 4, 3]),
-        ("nf.png", [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]),
-    ])
-    _ferplus_tiny(tmp_path, [("v.png", [0, 0, 0, 0, 0, 0, 0, 9, 1, 0]), ("vtie.png", [4, 4, 0, 0, 0, 0, 0, 0, 0, 0])],
-                  folder="FER2013Valid")
+    _ferplus_tiny(
+        tmp_path,
+        [
+            ("happy.png", [1, 7, 0, 0, 0, 0, 0, 0, 2, 0]),
+            ("surprise.png", [0, 0, 6, 0, 0, 0, 4, 0, 0, 0]),
+            ("tie.png", [0, 5, 5, 0, 0, 0, 0, 0, 0, 0]),
+            ("unknown.png", [0, 3, 0, 0, 0, 0, 0, 0, 4, 3]),
+            ("nf.png", [0, 0, 0, 0, 0, 0, 0, 0, 0, 10]),
+        ],
+    )
+    _ferplus_tiny(
+        tmp_path,
+        [("v.png", [0, 0, 0, 0, 0, 0, 0, 9, 1, 0]), ("vtie.png", [4, 4, 0, 0, 0, 0, 0, 0, 0, 0])],
+        folder="FER2013Valid",
+    )
     assert detect_format(tmp_path) == "ferplus"
     records = read_dataset(tmp_path)
     by_key = {s.key: s for s in records.samples}
@@ -220,8 +257,11 @@ def test_image_folder(tmp_path: Path) -> None:
     (tmp_path / "happiness_dup" / "x.jpg").unlink()
     (tmp_path / "happiness_dup").rmdir()
     records = read_dataset(tmp_path)
-    assert {(s.key, s.expression) for s in records.samples} == {("Happy/a.jpg", 1), ("ANGRY/b.png", 6),
-                                                               ("neutral/c.bmp", 0)}
+    assert {(s.key, s.expression) for s in records.samples} == {
+        ("Happy/a.jpg", 1),
+        ("ANGRY/b.png", 6),
+        ("neutral/c.bmp", 0),
+    }
 
 
 def test_image_folder_with_split_folders(tmp_path: Path) -> None:
@@ -229,19 +269,26 @@ def test_image_folder_with_split_folders(tmp_path: Path) -> None:
         _image(tmp_path / rel)
     records = read_dataset(tmp_path, format="image_folder")
     assert {(s.key, s.split, s.expression) for s in records.samples} == {
-        ("train/sad/a.jpg", "train", 2), ("train/surprise/b.jpg", "train", 3),
-        ("val/sad/c.jpg", "val", 2), ("test/fear/d.jpg", "test", 4)}
+        ("train/sad/a.jpg", "train", 2),
+        ("train/surprise/b.jpg", "train", 3),
+        ("val/sad/c.jpg", "val", 2),
+        ("test/fear/d.jpg", "test", 4),
+    }
 
 
 def test_manifest(tmp_path: Path) -> None:
     for rel in ("img/a.png", "img/b.png", "img/c.png", "img/d.png"):
         _image(tmp_path / rel)
-    _write_csv(tmp_path / "labels.csv", ["path", "expression", "valence", "arousal"], [
-        ["img/a.png", "happy", "0.5", ""],
-        ["img/b.png", "3", "", ""],
-        ["img/c.png", "", "-0.2", "0.9"],
-        ["img/d.png", "8", "-2", ""],  # nothing usable
-    ])
+    _write_csv(
+        tmp_path / "labels.csv",
+        ["path", "expression", "valence", "arousal"],
+        [
+            ["img/a.png", "happy", "0.5", ""],
+            ["img/b.png", "3", "", ""],
+            ["img/c.png", "", "-0.2", "0.9"],
+            ["img/d.png", "8", "-2", ""],  # nothing usable
+        ],
+    )
     assert detect_format(tmp_path) == "manifest" and detect_format(tmp_path / "labels.csv") == "manifest"
     records = read_dataset(tmp_path / "labels.csv")
     got = {s.key: (s.expression, s.valence, s.arousal) for s in records.samples}
@@ -249,8 +296,11 @@ def test_manifest(tmp_path: Path) -> None:
     assert records.root == tmp_path.resolve() and records.excluded["no usable label"] == 1
     assert all(Path(s.image).is_file() for s in records.samples)
 
-    _write_csv(tmp_path / "labels.csv", ["path", "expression", "split"],
-               [["img/a.png", "sad", "train"], ["img/b.png", "0", "validation"]])
+    _write_csv(
+        tmp_path / "labels.csv",
+        ["path", "expression", "split"],
+        [["img/a.png", "sad", "train"], ["img/b.png", "0", "validation"]],
+    )
     assert [s.split for s in read_dataset(tmp_path).samples] == ["train", "val"]
     _write_csv(tmp_path / "labels.csv", ["path", "expression"], [["img/a.png", "grumpy"]])
     with pytest.raises(ValueError, match=r"labels\.csv:2.*grumpy"):
@@ -272,14 +322,19 @@ def test_detect_format_errors(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------- label files holding several values
 
-LABEL_ARRAYS = {"two values": np.array([0.1, 0.2]), "2x2": np.zeros((2, 2)), "empty": np.array([]),
-                "two strings": np.array(["0.1", "0.2"])}
+LABEL_ARRAYS = {
+    "two values": np.array([0.1, 0.2]),
+    "2x2": np.zeros((2, 2)),
+    "empty": np.array([]),
+    "two strings": np.array(["0.1", "0.2"]),
+}
 
 
 @pytest.mark.parametrize("kind", ["exp", "val", "aro"])
 @pytest.mark.parametrize("array", sorted(LABEL_ARRAYS))
-def test_affectnet_npy_label_file_with_several_values_names_the_file(affectnet_npy: Path, kind: str,
-                                                                      array: str) -> None:
+def test_affectnet_npy_label_file_with_several_values_names_the_file(
+    affectnet_npy: Path, kind: str, array: str
+) -> None:
     value = LABEL_ARRAYS[array]
     np.save(affectnet_npy / "annotations" / f"1_{kind}.npy", value)
     with pytest.raises(ValueError, match=rf"1_{kind}\.npy: holds {value.size} values") as info:
@@ -301,6 +356,7 @@ def test_affectnet_npy_pickled_landmarks_warn_and_keep_the_image(affectnet_npy: 
 
 # ----------------------------------------------------------------------- manifest paths and duplicate rows
 
+
 def _spellings(root: Path) -> list[str]:
     """Ways of writing img/a.png relative to (or inside) ``root``."""
     return ["img/a.png", "./img/a.png", "img//a.png", "img/./a.png", "other/../img/a.png", str(root / "img/a.png")]
@@ -311,8 +367,11 @@ def test_manifest_paths_are_normalised_and_identical_duplicates_kept_once(tmp_pa
     _image(tmp_path / "img" / "a.png")
     _image(tmp_path / "img" / "b.png")
     spelled = _spellings(tmp_path)[other]
-    _write_csv(tmp_path / "m.csv", ["path", "expression", "valence"],
-               [["./img/a.png", "happy", "0.5"], ["img/b.png", "2", ""], [spelled, "1", "0.50"]])
+    _write_csv(
+        tmp_path / "m.csv",
+        ["path", "expression", "valence"],
+        [["./img/a.png", "happy", "0.5"], ["img/b.png", "2", ""], [spelled, "1", "0.50"]],
+    )
     records = read_dataset(tmp_path / "m.csv")
     assert [s.key for s in records.samples] == ["img/a.png", "img/b.png"]
     assert records.samples[0].expression == 1 and records.excluded["duplicate row (same labels)"] == 1
@@ -321,13 +380,17 @@ def test_manifest_paths_are_normalised_and_identical_duplicates_kept_once(tmp_pa
 
 @pytest.mark.parametrize("other", range(6))
 @pytest.mark.parametrize("change", [("2", "0.5", ""), ("1", "0.4", ""), ("1", "0.5", "test")])
-def test_manifest_conflicting_duplicates_are_reported_with_their_lines(tmp_path: Path, other: int,
-                                                                        change: tuple) -> None:
+def test_manifest_conflicting_duplicates_are_reported_with_their_lines(
+    tmp_path: Path, other: int, change: tuple
+) -> None:
     _image(tmp_path / "img" / "a.png")
     _image(tmp_path / "img" / "b.png")
     spelled = _spellings(tmp_path)[other]
-    _write_csv(tmp_path / "m.csv", ["path", "expression", "valence", "split"],
-               [["./img/a.png", "1", "0.5", ""], ["img/b.png", "2", "", ""], [spelled, *change]])
+    _write_csv(
+        tmp_path / "m.csv",
+        ["path", "expression", "valence", "split"],
+        [["./img/a.png", "1", "0.5", ""], ["img/b.png", "2", "", ""], [spelled, *change]],
+    )
     with pytest.raises(ValueError, match=r"m\.csv \(img/a\.png\): listed on lines 2, 4 with different labels"):
         read_dataset(tmp_path / "m.csv", strict=True)
     with pytest.warns(UserWarning, match=r"m\.csv \(img/a\.png\): listed on lines 2, 4"):
@@ -339,6 +402,7 @@ def test_manifest_conflicting_duplicates_are_reported_with_their_lines(tmp_path:
 
 # ------------------------------------------------------------------------- detection never guesses labels
 
+
 def test_numeric_folders_are_classes_only_when_asked(tmp_path: Path) -> None:
     for rel in ("0/a.jpg", "1/b.jpg", "1/c.jpg", "6/d.jpg"):
         _image(tmp_path / rel)
@@ -349,8 +413,12 @@ def test_numeric_folders_are_classes_only_when_asked(tmp_path: Path) -> None:
         read_dataset(tmp_path, format="image_folder")
     for kw in ({"format": "image_folder", "numeric_classes": True}, {"numeric_classes": True}):
         records = read_dataset(tmp_path, **kw)
-        assert {(s.key, s.expression) for s in records.samples} == {("0/a.jpg", 0), ("1/b.jpg", 1), ("1/c.jpg", 1),
-                                                                    ("6/d.jpg", 6)}
+        assert {(s.key, s.expression) for s in records.samples} == {
+            ("0/a.jpg", 0),
+            ("1/b.jpg", 1),
+            ("1/c.jpg", 1),
+            ("6/d.jpg", 6),
+        }
     with pytest.raises(ValueError, match="numeric_classes with format manifest"):
         read_dataset(tmp_path, format="manifest", numeric_classes=True)
 

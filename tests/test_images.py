@@ -1,4 +1,5 @@
 """Image decoding: colour modes, EXIF rotation, cropping, the bad-file kinds, and scan_images."""
+
 from __future__ import annotations
 
 import io
@@ -19,7 +20,7 @@ def _halves(h: int = 10, w: int = 20) -> np.ndarray:
     """Left half red, right half blue."""
     a = np.zeros((h, w, 3), np.uint8)
     a[:, : w // 2] = RED
-    a[:, w // 2:] = BLUE
+    a[:, w // 2 :] = BLUE
     return a
 
 

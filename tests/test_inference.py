@@ -1,4 +1,5 @@
 """Face detection/alignment, Predictor and run_predict (images, folders, GIF video, annotation)."""
+
 from __future__ import annotations
 
 import copy
@@ -108,7 +109,7 @@ def test_alignment_levels_the_eye_line():
     d = r * np.array([math.cos(angle), math.sin(angle)])
     left, right = c - d, c + d
     for (x, y), colour in ((left, (255, 0, 0)), (right, (0, 255, 0))):
-        img[int(y) - 4:int(y) + 5, int(x) - 4:int(x) + 5] = colour
+        img[int(y) - 4 : int(y) + 5, int(x) - 4 : int(x) + 5] = colour
     lms = np.array([left, right, c, c + np.array([-20, 40]), c + np.array([20, 40])])
     face = Face((100, 100, 200, 200), 1.0, lms)
     assert eye_angle(lms) == pytest.approx(30.0)

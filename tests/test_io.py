@@ -1,4 +1,5 @@
 """Atomic writes: a failed write leaves the old file whole and no temporary file behind."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Metrics against scikit-learn, scipy and the krippendorff package, hand-computed cases and undefined cases."""
+
 from __future__ import annotations
 
 import json
@@ -58,6 +59,7 @@ def direct_ccc(t: np.ndarray, p: np.ndarray) -> float:
 
 # ---------------------------------------------------------------- hand-computed tiny cases
 
+
 def test_classification_hand_computed():
     t = [0, 0, 1, 1]
     pred = [0, 1, 1, 1]
@@ -79,8 +81,9 @@ def test_classification_hand_computed():
     cm = np.array(m["confusion_matrix"])
     assert cm.shape == (8, 8) and cm[0, 0] == 1 and cm[0, 1] == 1 and cm[1, 1] == 2 and cm.sum() == 4
     # perfectly ranked scores for both present classes
-    assert m["auc_roc"] == pytest.approx(roc_auc_score([1, 1, 0, 0], prob[:, 0]) / 2
-                                         + roc_auc_score([0, 0, 1, 1], prob[:, 1]) / 2)
+    assert m["auc_roc"] == pytest.approx(
+        roc_auc_score([1, 1, 0, 0], prob[:, 0]) / 2 + roc_auc_score([0, 0, 1, 1], prob[:, 1]) / 2
+    )
 
 
 def test_auc_hand_computed_with_ties():
@@ -123,6 +126,7 @@ def test_sagr_zero_is_its_own_sign():
 
 
 # ---------------------------------------------------------------- property tests against references
+
 
 @st.composite
 def classification_case(draw):
@@ -228,10 +232,12 @@ def test_classification_alpha_equals_general_alpha():
     t = rng.integers(0, 8, 200)
     pred = np.where(rng.random(200) < 0.6, t, rng.integers(0, 8, 200))
     assert quiet(classification_metrics, t, pred)["krippendorff_alpha"] == pytest.approx(
-        krippendorff_alpha_nominal(t, pred))
+        krippendorff_alpha_nominal(t, pred)
+    )
 
 
 # ---------------------------------------------------------------- undefined cases: NaN plus a warning
+
 
 def test_empty_input_is_nan_with_warning():
     with pytest.warns(UndefinedMetricWarning, match="no samples"):
@@ -342,14 +348,16 @@ def test_bad_input_errors():
 
 
 def test_custom_labels_and_names():
-    m = classification_metrics([10, 20, 20], np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]),
-                               labels=[10, 20], names=["a", "b"])
+    m = classification_metrics(
+        [10, 20, 20], np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]]), labels=[10, 20], names=["a", "b"]
+    )
     assert set(m["per_class"]) == {"a", "b"}
     assert m["accuracy"] == pytest.approx(2 / 3)
     assert m["confusion_matrix"] == [[1, 0], [1, 1]]
 
 
 # ---------------------------------------------------------------- bootstrap
+
 
 @pytest.mark.parametrize("fn", [rmse, pearson_corr, sagr, ccc])
 def test_vectorised_bootstrap_equals_loop(fn):
@@ -367,11 +375,13 @@ def test_classification_ci_matches_loop_over_references():
     t = rng.integers(0, 8, 120)
     s = rng.random((120, 8)) + np.eye(8)[t] * 0.5
     m = classification_metrics(t, s, ci=True, n_boot=100, seed=3)
-    for key, ref in [("accuracy", lambda a, b: accuracy_score(a, b.argmax(1))),
-                     ("f1_macro", lambda a, b: f1_score(a, b.argmax(1), average="macro")),
-                     ("kappa", lambda a, b: cohen_kappa_score(a, b.argmax(1))),
-                     ("auc_roc", lambda a, b: classification_metrics(a, b)["auc_roc"]),
-                     ("auc_pr", lambda a, b: classification_metrics(a, b)["auc_pr"])]:
+    for key, ref in [
+        ("accuracy", lambda a, b: accuracy_score(a, b.argmax(1))),
+        ("f1_macro", lambda a, b: f1_score(a, b.argmax(1), average="macro")),
+        ("kappa", lambda a, b: cohen_kappa_score(a, b.argmax(1))),
+        ("auc_roc", lambda a, b: classification_metrics(a, b)["auc_roc"]),
+        ("auc_pr", lambda a, b: classification_metrics(a, b)["auc_pr"]),
+    ]:
         assert m[f"{key}_ci"] == pytest.approx(list(quiet(bootstrap_ci, ref, t, s, n_boot=100, seed=3))), key
         assert m[f"{key}_ci"][0] <= m[key] <= m[f"{key}_ci"][1]
 
@@ -417,6 +427,7 @@ def test_bootstrap_speed():
 
 # ---------------------------------------------------------------- multitask and selection
 
+
 def test_multitask_missing_labels_per_task_and_json():
     rng = np.random.default_rng(9)
     n = 40
@@ -457,10 +468,12 @@ def test_selection_score():
     full = {"f1_macro": 0.6, "valence": {"ccc": 0.5}, "arousal": {"ccc": 0.3}}
     assert selection_score(full) == pytest.approx(0.5 * 0.6 + 0.5 * 0.4)
     assert selection_score({"f1_macro": 0.6}) == pytest.approx(0.6)
-    assert selection_score({"f1_macro": 0.6, "valence": {"ccc": float("nan")},
-                            "arousal": {"ccc": float("nan")}}) == pytest.approx(0.6)
-    assert selection_score({"f1_macro": float("nan"), "valence": {"ccc": 0.5},
-                            "arousal": {"ccc": 0.3}}) == pytest.approx(0.4)
+    assert selection_score(
+        {"f1_macro": 0.6, "valence": {"ccc": float("nan")}, "arousal": {"ccc": float("nan")}}
+    ) == pytest.approx(0.6)
+    assert selection_score(
+        {"f1_macro": float("nan"), "valence": {"ccc": 0.5}, "arousal": {"ccc": 0.3}}
+    ) == pytest.approx(0.4)
     assert selection_score({"valence": {"ccc": 0.5}}) == pytest.approx(0.5)
     with pytest.warns(UndefinedMetricWarning):
         assert math.isnan(selection_score({}))

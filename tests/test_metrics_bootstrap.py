@@ -1,4 +1,5 @@
 """The vectorised bootstrap kernels equal scikit-learn / scipy / krippendorff on the resampled rows."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -57,8 +58,11 @@ def test_regression_kernel_equals_scipy_sklearn_on_resamples():
     batch = _regression_batch(t, p, counts)
     for b, rows in enumerate(idx):
         tr, pr = t[rows], p[rows]
-        ref = {"rmse": root_mean_squared_error(tr, pr), "corr": pearsonr(tr, pr).statistic,
-               "sagr": np.mean(np.sign(tr) == np.sign(pr)),
-               "ccc": 2 * np.cov(tr, pr, ddof=0)[0, 1] / (tr.var() + pr.var() + (tr.mean() - pr.mean()) ** 2)}
+        ref = {
+            "rmse": root_mean_squared_error(tr, pr),
+            "corr": pearsonr(tr, pr).statistic,
+            "sagr": np.mean(np.sign(tr) == np.sign(pr)),
+            "ccc": 2 * np.cov(tr, pr, ddof=0)[0, 1] / (tr.var() + pr.var() + (tr.mean() - pr.mean()) ** 2),
+        }
         for key in REGRESSION_SCALARS:
             assert batch[key][b] == pytest.approx(ref[key], abs=1e-9), (key, b)

@@ -4,6 +4,7 @@ The layouts below are spelled out by parameter-name prefix, independently of the
 affectkit.models, so a change to a matcher (or to timm's group_matcher) that moves a layer between stages
 fails here.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -31,8 +32,11 @@ LAYOUTS = {
     "efficientnet_lite1": _EFFICIENTNET_LITE,
     "efficientnet_lite2": _EFFICIENTNET_LITE,
     "timm:resnet18": _RESNET,
-    "timm:vit_tiny_patch16_224": [("cls_token", "pos_embed", "patch_embed."),
-                                  *[(f"blocks.{i}.",) for i in range(12)], ("norm.",)],
+    "timm:vit_tiny_patch16_224": [
+        ("cls_token", "pos_embed", "patch_embed."),
+        *[(f"blocks.{i}.",) for i in range(12)],
+        ("norm.",),
+    ],
 }
 
 

@@ -1,4 +1,5 @@
 """Backbone registry, multi-task head, freezing and forward shapes (random init, small inputs)."""
+
 from __future__ import annotations
 
 import copy

@@ -1,5 +1,6 @@
 """One training run over several datasets: repeatable --data and data: lists, per-dataset splits, prefixed keys,
 draw weights and per-dataset validation metrics."""
+
 from __future__ import annotations
 
 import csv
@@ -41,8 +42,10 @@ def test_yaml_list_with_weights_and_a_va_only_set(synth_small, tmp_path):
 
     afew = _afew_va(tmp_path / "afew")
     cfg = tmp_path / "multi.yaml"
-    cfg.write_text(f"data:\n  - {{path: {synth_small}, weight: 1}}\n  - {{path: {afew}, format: afew_va, weight: 3, "
-                   f"name: clips}}\nsplit_by: none\n")
+    cfg.write_text(
+        f"data:\n  - {{path: {synth_small}, weight: 1}}\n  - {{path: {afew}, format: afew_va, weight: 3, "
+        f"name: clips}}\nsplit_by: none\n"
+    )
     ak("train", "--config", cfg, *TINY, "--out", tmp_path / "run", cwd=tmp_path)
     with (tmp_path / "run" / "metrics.csv").open() as fh:
         cols = set(next(csv.DictReader(fh)))
@@ -51,11 +54,14 @@ def test_yaml_list_with_weights_and_a_va_only_set(synth_small, tmp_path):
     assert "metrics: " in res.stdout
 
 
-@pytest.mark.parametrize("data, message", [
-    ("  - {path: a, weight: 2}\n  - b\n", "weight is given for some datasets only"),
-    ("  - {path: a, wieght: 2}\n", "data[0] has unknown key 'wieght'"),
-    ("  - {path: a, weight: -1}\n", "data[0].weight -1 is not a number > 0"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ("  - {path: a, weight: 2}\n  - b\n", "weight is given for some datasets only"),
+        ("  - {path: a, wieght: 2}\n", "data[0] has unknown key 'wieght'"),
+        ("  - {path: a, weight: -1}\n", "data[0].weight -1 is not a number > 0"),
+    ],
+)
 def test_bad_data_lists_are_one_clear_line(tmp_path, data, message):
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("data:\n" + data)
@@ -65,8 +71,9 @@ def test_bad_data_lists_are_one_clear_line(tmp_path, data, message):
 
 
 def test_draw_weights_give_each_dataset_its_share():
-    samples = [Sample(image="x", key=f"a/{i}", expression=i % 2) for i in range(90)] + \
-              [Sample(image="x", key=f"b/{i}", valence=0.0) for i in range(10)]
+    samples = [Sample(image="x", key=f"a/{i}", expression=i % 2) for i in range(90)] + [
+        Sample(image="x", key=f"b/{i}", valence=0.0) for i in range(10)
+    ]
     w = draw_weights(samples, {"a": 1.0, "b": 3.0}, balanced=False)
     assert w[:90].sum() == pytest.approx(0.25) and w[90:].sum() == pytest.approx(0.75)
     samples[0].expression = 1  # classes 1 (46) and 0 (44) in a: balanced gives each half of a's share

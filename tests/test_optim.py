@@ -1,4 +1,5 @@
 """Optimiser groups (weight decay, discriminative LRs) and LR schedules built from torch's schedulers."""
+
 from __future__ import annotations
 
 import math
@@ -37,9 +38,9 @@ SCHEDULES = [
     dict(schedule="none", warmup_epochs=1.5),
     dict(schedule="cosine", warmup_epochs=0),
     dict(schedule="cosine", warmup_epochs=2),
-    dict(schedule="cosine", warmup_epochs=0.1),   # warm-up of exactly one step
+    dict(schedule="cosine", warmup_epochs=0.1),  # warm-up of exactly one step
     dict(schedule="step", warmup_epochs=0, step_size=2, step_gamma=0.5),
-    dict(schedule="step", warmup_epochs=1.5, step_size=1, step_gamma=0.3),   # a decay due during warm-up
+    dict(schedule="step", warmup_epochs=1.5, step_size=1, step_gamma=0.3),  # a decay due during warm-up
     dict(schedule="step", warmup_epochs=0.5, step_size=3, step_gamma=0.1, optimizer="sgd"),
 ]
 

@@ -1,6 +1,7 @@
 """The dataset readers with their own label codes, each on a tiny fixture generated in the dataset's published
 layout: counts, label mapping, groups and splits, missing labels, and one bad entry of each kind (warned and
 skipped, an error when strict). Also: a set without some labels trains only the heads it has labels for."""
+
 from __future__ import annotations
 
 import json
@@ -37,14 +38,17 @@ def _by_key(records) -> dict:
 
 # ----------------------------------------------------------------------------------------------- FER2013
 
+
 def _fer2013(root: Path) -> Path:
     """fer2013.csv: emotion,pixels,Usage; 48x48 gray as 2304 numbers. Rows 1-7: emotions 0..6 (Training)."""
     rows = [(e, (np.arange(2304) * (e + 1)) % 256, "Training") for e in range(7)]
     rows += [(3, np.full(2304, 7), "PublicTest"), (6, np.full(2304, 9), "PrivateTest")]
     lines = ["emotion,pixels,Usage"] + [f"{e},{' '.join(map(str, p))},{u}" for e, p, u in rows]
-    lines += ["2,1 2 3,Training",                                  # line 11: 3 pixels
-              f"9,{' '.join(['0'] * 2304)},Training",               # line 12: unknown emotion
-              f"1,{' '.join(['0'] * 2304)},Homework"]               # line 13: unknown Usage
+    lines += [
+        "2,1 2 3,Training",  # line 11: 3 pixels
+        f"9,{' '.join(['0'] * 2304)},Training",  # line 12: unknown emotion
+        f"1,{' '.join(['0'] * 2304)},Homework",
+    ]  # line 13: unknown Usage
     root.mkdir(parents=True, exist_ok=True)
     (root / "fer2013.csv").write_text("\n".join(lines) + "\n")
     return root
@@ -79,15 +83,26 @@ def test_fer2013_pixels_go_straight_into_the_decoded_image_store(tmp_path: Path)
 
 # ------------------------------------------------------------------------------------------------ RAF-DB
 
+
 def _rafdb(root: Path, aligned: bool = True) -> Path:
-    lines = ["train_00001.jpg 1", "train_00002.jpg 4", "train_00003.jpg 7", "test_0001.jpg 6", "test_0002.jpg 5",
-             "train_00004.jpg 9",       # unknown label
-             "train_00005.jpg",         # malformed line
-             "test_0003.jpg 2"]         # listed, no image
+    lines = [
+        "train_00001.jpg 1",
+        "train_00002.jpg 4",
+        "train_00003.jpg 7",
+        "test_0001.jpg 6",
+        "test_0002.jpg 5",
+        "train_00004.jpg 9",  # unknown label
+        "train_00005.jpg",  # malformed line
+        "test_0003.jpg 2",
+    ]  # listed, no image
     for line in lines[:6]:
         stem = line.split(".")[0]
-        _image(root / "Image" / ("aligned" if aligned else "original") /
-               (f"{stem}_aligned.jpg" if aligned else f"{stem}.jpg"))
+        _image(
+            root
+            / "Image"
+            / ("aligned" if aligned else "original")
+            / (f"{stem}_aligned.jpg" if aligned else f"{stem}.jpg")
+        )
     (root / "EmoLabel").mkdir(parents=True)
     (root / "EmoLabel" / "list_patition_label.txt").write_text("\n".join(lines) + "\n")
     return root
@@ -114,16 +129,19 @@ def test_rafdb(tmp_path: Path, aligned: bool) -> None:
 
 # --------------------------------------------------------------------------------------------------- ExpW
 
+
 def _expw(root: Path) -> Path:
     _image(root / "image" / "origin" / "party_1.jpg", size=(60, 40))
     _image(root / "image" / "origin" / "solo_2.jpg", size=(30, 30))
-    lines = ["party_1.jpg 0 5 10 30 25 80.5 3",     # top left right bottom: a 20x20 face
-             "party_1.jpg 1 8 35 55 30 60.1 6",
-             "solo_2.jpg 0 2 2 28 28 99.0 0",
-             "solo_2.jpg 1 2 2 2 28 99.0 0",        # no area
-             "solo_2.jpg 2 2 2 28 28 99.0 8",       # unknown label
-             "gone_3.jpg 0 2 2 28 28 99.0 4",       # no image
-             "solo_2.jpg 3 2 2 28"]                 # malformed
+    lines = [
+        "party_1.jpg 0 5 10 30 25 80.5 3",  # top left right bottom: a 20x20 face
+        "party_1.jpg 1 8 35 55 30 60.1 6",
+        "solo_2.jpg 0 2 2 28 28 99.0 0",
+        "solo_2.jpg 1 2 2 2 28 99.0 0",  # no area
+        "solo_2.jpg 2 2 2 28 28 99.0 8",  # unknown label
+        "gone_3.jpg 0 2 2 28 28 99.0 4",  # no image
+        "solo_2.jpg 3 2 2 28",
+    ]  # malformed
     (root / "label").mkdir(parents=True)
     (root / "label" / "label.lst").write_text("\n".join(lines) + "\n")
     return root
@@ -133,8 +151,12 @@ def test_expw(tmp_path: Path) -> None:
     root = _expw(tmp_path / "ExpW")
     assert detect_format(root) == "expw"
     records, messages = _read(root, 4)
-    assert ["no area" in messages[0], "unknown label '8'" in messages[1], "gone_3.jpg" in messages[2],
-            "expected 8 fields" in messages[3]] == [True] * 4
+    assert [
+        "no area" in messages[0],
+        "unknown label '8'" in messages[1],
+        "gone_3.jpg" in messages[2],
+        "expected 8 fields" in messages[3],
+    ] == [True] * 4
     s = _by_key(records)
     assert set(s) == {"image/origin/party_1.jpg#0", "image/origin/party_1.jpg#1", "image/origin/solo_2.jpg#0"}
     assert s["image/origin/party_1.jpg#0"].box == (10, 5, 20, 20) and s["image/origin/party_1.jpg#0"].expression == 1
@@ -147,6 +169,7 @@ def test_expw(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------------- CK+
 
+
 def _ckplus(root: Path) -> Path:
     def sequence(subject: str, seq: str, n: int, code: str | None) -> None:
         for i in range(1, n + 1):
@@ -156,10 +179,10 @@ def _ckplus(root: Path) -> Path:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{subject}_{seq}_{n:08d}_emotion.txt").write_text(f"   {code}\n")
 
-    sequence("S005", "001", 6, "3.0000000e+00")   # disgust
-    sequence("S010", "002", 5, None)              # no emotion label: left out
-    sequence("S010", "004", 4, "5.0000000e+00")   # happy
-    sequence("S011", "001", 4, "9.0000000e+00")   # unknown code
+    sequence("S005", "001", 6, "3.0000000e+00")  # disgust
+    sequence("S010", "002", 5, None)  # no emotion label: left out
+    sequence("S010", "004", 4, "5.0000000e+00")  # happy
+    sequence("S011", "001", 4, "9.0000000e+00")  # unknown code
     (root / "Emotion" / "S012" / "003").mkdir(parents=True)  # a label whose frames are missing
     (root / "Emotion" / "S012" / "003" / "S012_003_00000009_emotion.txt").write_text("1.0000000e+00\n")
     return root
@@ -185,37 +208,59 @@ def test_ckplus_release_peak_frames_and_subjects(tmp_path: Path) -> None:
 
 def test_ckplus48_class_folders_are_ckplus_not_image_folder(tmp_path: Path) -> None:
     root = tmp_path / "CK+48"
-    for folder, names in {"anger": ["S010_004_00000017.png", "S010_004_00000018.png"],
-                          "contempt": ["S138_008_00000007.png"], "surprise": ["S011_001_00000016.png"]}.items():
+    for folder, names in {
+        "anger": ["S010_004_00000017.png", "S010_004_00000018.png"],
+        "contempt": ["S138_008_00000007.png"],
+        "surprise": ["S011_001_00000016.png"],
+    }.items():
         for name in names:
             _image(root / folder / name, size=(48, 48), mode="L")
     assert detect_format(root) == "ckplus"
     records, _ = _read(root, 0)
     assert {(s.key, s.expression, s.group) for s in records.samples} == {
-        ("anger/S010_004_00000017.png", 6, "S010"), ("anger/S010_004_00000018.png", 6, "S010"),
-        ("contempt/S138_008_00000007.png", 7, "S138"), ("surprise/S011_001_00000016.png", 3, "S011")}
+        ("anger/S010_004_00000017.png", 6, "S010"),
+        ("anger/S010_004_00000018.png", 6, "S010"),
+        ("contempt/S138_008_00000007.png", 7, "S138"),
+        ("surprise/S011_001_00000016.png", 3, "S011"),
+    }
 
 
 # -------------------------------------------------------------------------------------------------- JAFFE
 
+
 def test_jaffe(tmp_path: Path) -> None:
     root = tmp_path / "jaffe"
-    for name in ("KA.AN1.39.tiff", "KA.NE1.26.tiff", "KL.HA2.30.tiff", "YM.SU3.60.tiff", "NA.DI1.214.tiff",
-                 "TM.FE2.190.tiff", "UY.SA1.140.tiff", "KA.XX1.40.tiff", "photo.tiff"):
+    for name in (
+        "KA.AN1.39.tiff",
+        "KA.NE1.26.tiff",
+        "KL.HA2.30.tiff",
+        "YM.SU3.60.tiff",
+        "NA.DI1.214.tiff",
+        "TM.FE2.190.tiff",
+        "UY.SA1.140.tiff",
+        "KA.XX1.40.tiff",
+        "photo.tiff",
+    ):
         _image(root / name, size=(32, 32), mode="L")
     (root / "README").write_text("not an image: ignored")
     assert detect_format(root) == "jaffe"
     records, messages = _read(root, 2)
     assert "KA.XX1.40.tiff: unknown expression code 'XX'" in messages[0] and "photo.tiff" in messages[1]
     assert {s.key: (s.expression, s.group) for s in records.samples} == {
-        "KA.AN1.39.tiff": (6, "KA"), "KA.NE1.26.tiff": (0, "KA"), "KL.HA2.30.tiff": (1, "KL"),
-        "YM.SU3.60.tiff": (3, "YM"), "NA.DI1.214.tiff": (5, "NA"), "TM.FE2.190.tiff": (4, "TM"),
-        "UY.SA1.140.tiff": (2, "UY")}
+        "KA.AN1.39.tiff": (6, "KA"),
+        "KA.NE1.26.tiff": (0, "KA"),
+        "KL.HA2.30.tiff": (1, "KL"),
+        "YM.SU3.60.tiff": (3, "YM"),
+        "NA.DI1.214.tiff": (5, "NA"),
+        "TM.FE2.190.tiff": (4, "TM"),
+        "UY.SA1.140.tiff": (2, "UY"),
+    }
     arrays = label_arrays(records.samples)
     assert np.isnan(arrays["valence"]).all() and np.isnan(arrays["arousal"]).all()  # missing, never zero
 
 
 # ------------------------------------------------------------------------------------------------ AFEW-VA
+
 
 def _landmarks(cx: float, cy: float, r: float = 6.0) -> list:
     angles = np.linspace(0, 2 * np.pi, 68, endpoint=False)
@@ -223,18 +268,27 @@ def _landmarks(cx: float, cy: float, r: float = 6.0) -> list:
 
 
 def _afew_va(root: Path) -> Path:
-    frames = {f"{i:05d}": {"valence": v, "arousal": a, "landmarks": _landmarks(20, 16)}
-              for i, (v, a) in enumerate([(-10, 0), (5, 3), (10, -10), (11, 0)])}
-    frames["00004"] = {"valence": 0, "arousal": 0, "landmarks": []}   # no landmarks
+    frames = {
+        f"{i:05d}": {"valence": v, "arousal": a, "landmarks": _landmarks(20, 16)}
+        for i, (v, a) in enumerate([(-10, 0), (5, 3), (10, -10), (11, 0)])
+    }
+    frames["00004"] = {"valence": 0, "arousal": 0, "landmarks": []}  # no landmarks
     frames["00005"] = {"valence": 1, "arousal": 1, "landmarks": _landmarks(20, 16)}  # no image
     for i in range(5):
         _image(root / "001" / f"{i:05d}.png", size=(40, 32))
     (root / "001" / "001.json").write_text(json.dumps({"actor": "x", "frames": frames, "video_id": "001"}))
     for i in range(2):
         _image(root / "002" / f"{i:05d}.png", size=(40, 32))
-    (root / "002" / "002.json").write_text(json.dumps({"frames": {
-        "00000": {"valence": 2, "arousal": -4, "landmarks": _landmarks(10, 10)},
-        "00001": {"valence": 0, "arousal": 7, "landmarks": _landmarks(10, 10)}}}))
+    (root / "002" / "002.json").write_text(
+        json.dumps(
+            {
+                "frames": {
+                    "00000": {"valence": 2, "arousal": -4, "landmarks": _landmarks(10, 10)},
+                    "00001": {"valence": 0, "arousal": 7, "landmarks": _landmarks(10, 10)},
+                }
+            }
+        )
+    )
     (root / "003").mkdir()
     _image(root / "003" / "00000.png")
     (root / "003" / "003.json").write_text("{not json")
@@ -245,8 +299,12 @@ def test_afew_va(tmp_path: Path) -> None:
     root = _afew_va(tmp_path / "afew")
     assert detect_format(root) == "afew_va"
     records, messages = _read(root, 4)
-    assert ["valence/arousal 11/0" in messages[0], "no usable landmarks" in messages[1],
-            "00005.png" in messages[2], "003.json" in messages[3]] == [True] * 4
+    assert [
+        "valence/arousal 11/0" in messages[0],
+        "no usable landmarks" in messages[1],
+        "00005.png" in messages[2],
+        "003.json" in messages[3],
+    ] == [True] * 4
     s = _by_key(records)
     assert set(s) == {"001/00000.png", "001/00001.png", "001/00002.png", "002/00000.png", "002/00001.png"}
     assert (s["001/00000.png"].valence, s["001/00000.png"].arousal) == (-1.0, 0.0)
@@ -261,6 +319,7 @@ def test_afew_va(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------------------------- Aff-Wild2
 
+
 def _affwild2(root: Path) -> Path:
     ann = root / "annotations"
 
@@ -272,10 +331,14 @@ def _affwild2(root: Path) -> Path:
     va_header, expr_header = "valence,arousal", "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other"
     for i in (1, 2, 3, 5):  # frame 4 has no cropped face
         _image(root / "cropped_aligned" / "10-60-1280x720" / f"{i:05d}.jpg")
-    write("VA_Estimation_Challenge", "Train_Set", "10-60-1280x720", va_header,
-          ["0.5,-0.25", "-5,-5", "0.1,0.2", "0.3,0.3", "-5,-5"])
-    write("EXPR_Classification_Challenge", "Train_Set", "10-60-1280x720", expr_header,
-          ["4", "1", "7", "2", "-1"])
+    write(
+        "VA_Estimation_Challenge",
+        "Train_Set",
+        "10-60-1280x720",
+        va_header,
+        ["0.5,-0.25", "-5,-5", "0.1,0.2", "0.3,0.3", "-5,-5"],
+    )
+    write("EXPR_Classification_Challenge", "Train_Set", "10-60-1280x720", expr_header, ["4", "1", "7", "2", "-1"])
     for side in ("left", "right"):
         for i in (1, 2):
             _image(root / "cropped_aligned" / f"video7_{side}" / f"{i:05d}.jpg")
@@ -295,11 +358,13 @@ def test_affwild2_joins_both_annotation_sets_per_frame(tmp_path: Path) -> None:
     s = _by_key(records)
     video = "cropped_aligned/10-60-1280x720"
     got = {k.split("/")[-1]: (x.expression, x.valence, x.arousal) for k, x in s.items() if k.startswith(video)}
-    assert got == {"00001.jpg": (1, 0.5, -0.25),     # happiness + VA
-                   "00002.jpg": (6, None, None),     # anger, VA -5
-                   "00003.jpg": (None, 0.1, 0.2)}    # Other: no expression
+    assert got == {
+        "00001.jpg": (1, 0.5, -0.25),  # happiness + VA
+        "00002.jpg": (6, None, None),  # anger, VA -5
+        "00003.jpg": (None, 0.1, 0.2),
+    }  # Other: no expression
     assert records.excluded["affwild2 frame without a cropped face"] == 1  # frame 4
-    assert records.excluded["no usable label"] == 1                        # frame 5: -5 and -1
+    assert records.excluded["no usable label"] == 1  # frame 5: -5 and -1
     assert records.excluded["affwild2 expression 7 (Other)"] == 1
     assert {x.split for k, x in s.items() if k.startswith(video)} == {"train"}
     assert {(x.group, x.split) for k, x in s.items() if "video7" in k} == {("video7", "val")}
@@ -316,6 +381,7 @@ def test_affwild2_split_keeps_both_halves_of_a_video_together(tmp_path: Path) ->
 
 # ------------------------------------------------------------------------ missing labels train no head
 
+
 def _one_step_grads(samples) -> dict[str, float]:
     """Gradient norms of the expression and valence/arousal outputs after one loss on these samples."""
     import torch
@@ -330,8 +396,9 @@ def _one_step_grads(samples) -> dict[str, float]:
     batch = collate([data[i] for i in range(len(data))])
     logits, va = model(batch["image"].float() / 255)
     multitask_loss(logits, va, batch)["loss"].backward()
-    grads = {name: getattr(model.head, layer).weight.grad for name, layer in (("expression", "classifier"),
-                                                                              ("va", "va"))}
+    grads = {
+        name: getattr(model.head, layer).weight.grad for name, layer in (("expression", "classifier"), ("va", "va"))
+    }
     return {name: 0.0 if g is None else float(g.abs().sum()) for name, g in grads.items()}
 
 
@@ -344,13 +411,15 @@ def test_expression_only_and_va_only_sets_train_only_their_heads(tmp_path: Path)
     ck, _ = _read(_ckplus(tmp_path / "ck"), 2)
     grads = _one_step_grads(ck.samples)
     assert grads["expression"] > 0 and grads["va"] == 0
-    assert trained_heads(cfg, AffectDataset(ck.samples, 32)) == {"expression": True, "valence": False,
-                                                                 "arousal": False}
+    assert trained_heads(cfg, AffectDataset(ck.samples, 32)) == {"expression": True, "valence": False, "arousal": False}
     afew, _ = _read(_afew_va(tmp_path / "afew"), 4)
     grads = _one_step_grads(afew.samples)
     assert grads["expression"] == 0 and grads["va"] > 0
-    assert trained_heads(cfg, AffectDataset(afew.samples, 32)) == {"expression": False, "valence": True,
-                                                                   "arousal": True}
+    assert trained_heads(cfg, AffectDataset(afew.samples, 32)) == {
+        "expression": False,
+        "valence": True,
+        "arousal": True,
+    }
 
 
 def test_data_summary_command_on_fer2013_and_ckplus(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
 """Reports and comparisons built from fake run folders (random but plausible metrics, predictions, thumbs)."""
+
 from __future__ import annotations
 
 import csv
@@ -27,15 +28,29 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def _metrics(rng: np.random.Generator, **over) -> dict:
     cm = rng.integers(0, 20, size=(8, 8)) + np.diag(rng.integers(20, 60, size=8))
     m = {
-        "accuracy": 0.6, "f1_macro": 0.55, "f1_weighted": 0.58, "kappa": 0.5, "krippendorff_alpha": 0.49,
-        "auc_roc": 0.88, "auc_pr": 0.6,
-        "per_class": {n: {"precision": float(rng.uniform(.3, .9)), "recall": float(rng.uniform(.3, .9)),
-                          "f1": float(rng.uniform(.3, .9)), "support": int(cm[i].sum())}
-                      for i, n in enumerate(EXPRESSIONS)},
+        "accuracy": 0.6,
+        "f1_macro": 0.55,
+        "f1_weighted": 0.58,
+        "kappa": 0.5,
+        "krippendorff_alpha": 0.49,
+        "auc_roc": 0.88,
+        "auc_pr": 0.6,
+        "per_class": {
+            n: {
+                "precision": float(rng.uniform(0.3, 0.9)),
+                "recall": float(rng.uniform(0.3, 0.9)),
+                "f1": float(rng.uniform(0.3, 0.9)),
+                "support": int(cm[i].sum()),
+            }
+            for i, n in enumerate(EXPRESSIONS)
+        },
         "confusion_matrix": cm.tolist(),
         "valence": {"rmse": 0.4, "corr": 0.6, "sagr": 0.7, "ccc": 0.55},
         "arousal": {"rmse": 0.35, "corr": 0.5, "sagr": 0.72, "ccc": 0.45},
-        "n": int(cm.sum()), "split": "test", "checkpoint": "ckpt/best.ckpt", "warnings": [],
+        "n": int(cm.sum()),
+        "split": "test",
+        "checkpoint": "ckpt/best.ckpt",
+        "warnings": [],
     }
     for k, v in over.items():
         if isinstance(v, dict) and isinstance(m.get(k), dict):
@@ -45,15 +60,35 @@ def _metrics(rng: np.random.Generator, **over) -> dict:
     return m
 
 
-def make_run(root: Path, name: str = "run", *, cfg_name: str | None = "resnet18-affectnet", seed: int = 0,
-             metrics: dict | None = None, epochs: int = 4, n: int = 96, n_thumbs: int = 16,
-             csv_rows: bool = True, predictions: bool = True, config: bool = True, summary: bool = True) -> Path:
+def make_run(
+    root: Path,
+    name: str = "run",
+    *,
+    cfg_name: str | None = "resnet18-affectnet",
+    seed: int = 0,
+    metrics: dict | None = None,
+    epochs: int = 4,
+    n: int = 96,
+    n_thumbs: int = 16,
+    csv_rows: bool = True,
+    predictions: bool = True,
+    config: bool = True,
+    summary: bool = True,
+) -> Path:
     rng = np.random.default_rng(seed)
     run = root / name
     (run / "eval").mkdir(parents=True)
     if config:
-        lines = ["backbone: resnet18", "image_size: 112", f"epochs: {epochs}", "batch_size: 32", "lr: 0.0003",
-                 "data:", "  format: affectnet", "  root: /data/affectnet"]
+        lines = [
+            "backbone: resnet18",
+            "image_size: 112",
+            f"epochs: {epochs}",
+            "batch_size: 32",
+            "lr: 0.0003",
+            "data:",
+            "  format: affectnet",
+            "  root: /data/affectnet",
+        ]
         if cfg_name:
             lines.append(f"name: {cfg_name}")
         (run / "config.yaml").write_text("\n".join(lines) + "\n")
@@ -80,8 +115,11 @@ def make_run(root: Path, name: str = "run", *, cfg_name: str | None = "resnet18-
             w.writerows(rows)
     (run / "metrics.json").write_text(json.dumps(rows))
     if summary:
-        (run / "train_summary.json").write_text(json.dumps(
-            {"best_epoch": epochs, "best_score": rows[-1]["val_score"], "wall_time_s": 3725.0, "epochs_run": epochs}))
+        (run / "train_summary.json").write_text(
+            json.dumps(
+                {"best_epoch": epochs, "best_score": rows[-1]["val_score"], "wall_time_s": 3725.0, "epochs_run": epochs}
+            )
+        )
     (run / "eval" / "test_metrics.json").write_text(json.dumps(metrics if metrics is not None else _metrics(rng)))
     if predictions:
         y_true = rng.integers(0, 8, n)
@@ -92,15 +130,23 @@ def make_run(root: Path, name: str = "run", *, cfg_name: str | None = "resnet18-
         vt, at = rng.uniform(-1, 1, n), rng.uniform(-1, 1, n)
         vt[5] = np.nan
         ti = rng.choice(n, n_thumbs, replace=False)
-        np.savez(run / "eval" / "test_predictions.npz",
-                 keys=np.array([f"img/{i:04d}.jpg" for i in range(n)]), y_true=y_true, y_prob=prob,
-                 valence_true=vt, valence_pred=np.clip(vt + rng.normal(0, .2, n), -1, 1),
-                 arousal_true=at, arousal_pred=np.clip(at + rng.normal(0, .2, n), -1, 1),
-                 thumbs=rng.integers(0, 255, (n_thumbs, 48, 48, 3), dtype=np.uint8), thumb_index=ti)
+        np.savez(
+            run / "eval" / "test_predictions.npz",
+            keys=np.array([f"img/{i:04d}.jpg" for i in range(n)]),
+            y_true=y_true,
+            y_prob=prob,
+            valence_true=vt,
+            valence_pred=np.clip(vt + rng.normal(0, 0.2, n), -1, 1),
+            arousal_true=at,
+            arousal_pred=np.clip(at + rng.normal(0, 0.2, n), -1, 1),
+            thumbs=rng.integers(0, 255, (n_thumbs, 48, 48, 3), dtype=np.uint8),
+            thumb_index=ti,
+        )
     return run
 
 
 # ------------------------------------------------------------------------------------------------ plots
+
 
 def _is_png(p: Path, min_bytes: int = 5_000) -> bool:
     return p.is_file() and p.read_bytes()[:8] == PNG_MAGIC and p.stat().st_size > min_bytes
@@ -108,8 +154,10 @@ def _is_png(p: Path, min_bytes: int = 5_000) -> bool:
 
 def test_plots_write_pngs_and_tolerate_nan(tmp_path):
     rng = np.random.default_rng(1)
-    rows = [{"epoch": e, "train_loss": 1 / e, "val_loss": float("nan") if e == 2 else 1.2 / e, "lr": ""}
-            for e in range(1, 5)]
+    rows = [
+        {"epoch": e, "train_loss": 1 / e, "val_loss": float("nan") if e == 2 else 1.2 / e, "lr": ""}
+        for e in range(1, 5)
+    ]
     assert _is_png(plot_training_curves(rows, tmp_path / "c.png"))
     cm = rng.integers(0, 30, (8, 8))
     cm[3] = 0  # a class without samples must not divide by zero
@@ -117,8 +165,15 @@ def test_plots_write_pngs_and_tolerate_nan(tmp_path):
     k = 5
     va = rng.uniform(-1, 1, (k, 2))
     va[0] = np.nan
-    out = plot_sample_grid(rng.integers(0, 255, (k, 32, 32, 3), dtype=np.uint8), [0, 1, -1, 3, 4],
-                           [0, 2, 1, 3, 4], va, va, tmp_path / "g.png", ncols=3)
+    out = plot_sample_grid(
+        rng.integers(0, 255, (k, 32, 32, 3), dtype=np.uint8),
+        [0, 1, -1, 3, 4],
+        [0, 2, 1, 3, 4],
+        va,
+        va,
+        tmp_path / "g.png",
+        ncols=3,
+    )
     assert _is_png(out)
     vp = rng.uniform(-1, 1, (50, 2))
     vt = vp.copy()
@@ -136,6 +191,7 @@ def test_plot_inputs_are_checked(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ report
 
+
 def test_full_report_is_self_contained(tmp_path):
     run = make_run(tmp_path)
     out = write_report(run)
@@ -144,8 +200,18 @@ def test_full_report_is_self_contained(tmp_path):
     assert out.stat().st_size > 50_000  # five embedded figures
     assert text.count("data:image/png;base64,") == 5
     assert 'src="http' not in text and "<link" not in text and "<script" not in text
-    for needle in ("resnet18-affectnet", "Cohen's Kappa", "Krippendorff", "AUC-PR", "SAGR", "CCC",
-                   "0.6000", "1h 02m 05s", "Contempt", "Best epoch"):
+    for needle in (
+        "resnet18-affectnet",
+        "Cohen's Kappa",
+        "Krippendorff",
+        "AUC-PR",
+        "SAGR",
+        "CCC",
+        "0.6000",
+        "1h 02m 05s",
+        "Contempt",
+        "Best epoch",
+    ):
         assert needle in text, needle
     assert "Collapse warnings" not in text
     md = (run / "report" / "report.md").read_text()
@@ -156,8 +222,9 @@ def test_full_report_is_self_contained(tmp_path):
 
 def test_collapse_warning_and_nan_shown(tmp_path):
     warn = "Predictions collapsed: 97% of test samples predicted as Happy"
-    m = _metrics(np.random.default_rng(0), warnings=[warn], auc_roc=float("nan"), kappa=None,
-                 arousal={"ccc": float("nan")})
+    m = _metrics(
+        np.random.default_rng(0), warnings=[warn], auc_roc=float("nan"), kappa=None, arousal={"ccc": float("nan")}
+    )
     run = make_run(tmp_path, metrics=m)
     text = html.unescape(write_report(run).read_text())
     assert 'class="warn"' in text and warn in text
@@ -212,15 +279,32 @@ def test_run_name_with_markup_is_escaped_in_report_and_comparison(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ compare
 
+
 def test_compare_marks_best(tmp_path):
     rng = np.random.default_rng(0)
-    a = make_run(tmp_path, "a", cfg_name="same", predictions=False,
-                 metrics=_metrics(rng, accuracy=0.7, valence={"rmse": 0.5}, kappa=0.4, arousal={"ccc": None}))
-    b = make_run(tmp_path, "b", cfg_name="same", predictions=False,
-                 metrics=_metrics(rng, accuracy=0.6, valence={"rmse": 0.3}, kappa=0.4, arousal={"ccc": 0.2}))
-    c = make_run(tmp_path, "c", cfg_name=None, predictions=False,
-                 metrics=_metrics(rng, accuracy=float("nan"), valence={"rmse": float("nan")}, kappa=0.1,
-                                  arousal={"ccc": float("nan")}))
+    a = make_run(
+        tmp_path,
+        "a",
+        cfg_name="same",
+        predictions=False,
+        metrics=_metrics(rng, accuracy=0.7, valence={"rmse": 0.5}, kappa=0.4, arousal={"ccc": None}),
+    )
+    b = make_run(
+        tmp_path,
+        "b",
+        cfg_name="same",
+        predictions=False,
+        metrics=_metrics(rng, accuracy=0.6, valence={"rmse": 0.3}, kappa=0.4, arousal={"ccc": 0.2}),
+    )
+    c = make_run(
+        tmp_path,
+        "c",
+        cfg_name=None,
+        predictions=False,
+        metrics=_metrics(
+            rng, accuracy=float("nan"), valence={"rmse": float("nan")}, kappa=0.1, arousal={"ccc": float("nan")}
+        ),
+    )
     table = {r["metric"]: r for r in comparison_table([a, b, c])}
     cols = ["same (a)", "same (b)", "resnet18"]
     assert [k for k in table["Accuracy"] if k not in ("metric", "better", "best")] == cols

@@ -1,5 +1,6 @@
 """Crash safety: a run killed with SIGKILL mid-epoch resumes to the same metrics; checkpoints are written
 atomically and load with ``weights_only=True``; crafted pickles are refused; run folders are never overwritten."""
+
 from __future__ import annotations
 
 import json
@@ -21,11 +22,42 @@ N_STEPS_PER_EPOCH = 10  # 120 faces -> 84 train at batch 8, last partial batch d
 
 
 def _args(data: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "affectkit.cli", "train", "--data", str(data), "--backbone", "resnet18",
-            "--weights", "none", "--image-size", "32", "--batch-size", "8", "--epochs", "2", "--lr", "0.002",
-            "--seed", "3", "--deterministic", "--set", "ckpt_every_n_steps=3", "--set", "progress=false",
-            "--set", "aug_affine=0.5", "--set", "aug_color=0.2", "--set", "aug_erasing=0.3",
-            "--out", str(out), *extra]
+    return [
+        sys.executable,
+        "-m",
+        "affectkit.cli",
+        "train",
+        "--data",
+        str(data),
+        "--backbone",
+        "resnet18",
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.002",
+        "--seed",
+        "3",
+        "--deterministic",
+        "--set",
+        "ckpt_every_n_steps=3",
+        "--set",
+        "progress=false",
+        "--set",
+        "aug_affine=0.5",
+        "--set",
+        "aug_color=0.2",
+        "--set",
+        "aug_erasing=0.3",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -104,8 +136,26 @@ def test_resume_refuses_crafted_pickle(faces, tmp_path, capsys):
 
     with open(run / "checkpoints" / "last.ckpt", "wb") as f:
         pickle.dump({"state_dict": Evil()}, f)
-    rc = main(["train", "--data", str(faces), "--backbone", "resnet18", "--weights", "none", "--image-size", "32",
-               "--epochs", "1", "--out", str(run), "--resume", "--set", "progress=false"])
+    rc = main(
+        [
+            "train",
+            "--data",
+            str(faces),
+            "--backbone",
+            "resnet18",
+            "--weights",
+            "none",
+            "--image-size",
+            "32",
+            "--epochs",
+            "1",
+            "--out",
+            str(run),
+            "--resume",
+            "--set",
+            "progress=false",
+        ]
+    )
     assert rc == 2
     err = capsys.readouterr().err
     assert "last.ckpt" in err and "weights_only" in err

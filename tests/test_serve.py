@@ -1,4 +1,5 @@
 """Web demo: JSON API over real HTTP on an ephemeral port, and the page in headless Chromium (if installed)."""
+
 from __future__ import annotations
 
 import base64
@@ -59,9 +60,15 @@ def _post(url: str, data: bytes, ctype: str) -> tuple[int, dict]:
 
 def _multipart(field: str, filename: str, payload: bytes, ctype: str) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"other\"\r\n\r\nx\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
-            f"Content-Type: {ctype}\r\n\r\n").encode() + payload + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="other"\r\n\r\nx\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+            f"Content-Type: {ctype}\r\n\r\n"
+        ).encode()
+        + payload
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -151,8 +158,10 @@ def test_bad_and_streamed_oversized_bodies_are_refused_unread(server):
     # a chunked upload (no Content-Length) over the limit: counted while it streams, refused with 413
     chunk = b"\x89PNG\r\n\x1a\n" + b"\x00" * 65_528
     body = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(12)) + b"0\r\n\r\n"
-    answer = _raw(server, b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
-                          b"Transfer-Encoding: chunked\r\n\r\n" + body)
+    answer = _raw(
+        server,
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nTransfer-Encoding: chunked\r\n\r\n" + body,
+    )
     assert answer.startswith(b"HTTP/1.1 413") and b"too large" in answer
 
 
@@ -161,8 +170,11 @@ def test_slow_client_times_out(tmp_path):
     try:
         host, port = httpd.server_address[:2]
         t0 = time.time()  # declares 1000 bytes, sends 10, then nothing
-        answer = _raw(f"http://{host}:{port}", b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png"
-                                               b"\r\nContent-Length: 1000\r\n\r\n0123456789", read_timeout=20)
+        answer = _raw(
+            f"http://{host}:{port}",
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 1000\r\n\r\n0123456789",
+            read_timeout=20,
+        )
         assert answer.startswith(b"HTTP/1.1 408") and time.time() - t0 < 15
     finally:
         httpd.shutdown()
@@ -223,12 +235,24 @@ class _CDP:
             os.dup2(hi_r, 3)
             os.dup2(hi_w, 4)
 
-        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", "--remote-debugging-pipe", f"--user-data-dir={user_data_dir}",
-                 "--window-size=1200,900", "about:blank"]
-        self.proc = subprocess.Popen([chromium, *flags], preexec_fn=child, close_fds=False,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        flags = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--remote-debugging-pipe",
+            f"--user-data-dir={user_data_dir}",
+            "--window-size=1200,900",
+            "about:blank",
+        ]
+        self.proc = subprocess.Popen(
+            [chromium, *flags], preexec_fn=child, close_fds=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         for fd in (cmd_r, out_w, hi_r, hi_w):
             os.close(fd)
         self._id = 0

@@ -1,4 +1,5 @@
 """Stratified splits, dataset-defined splits, save/load round-trip, apply_split."""
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,15 @@ def _records(counts: dict[int | None, int], fmt: str = "manifest", split_of=None
     for cls, n in counts.items():
         for i in range(n):
             key = f"c{cls}/{i:04d}.png"
-            samples.append(Sample(image=key, expression=cls, valence=0.0 if cls is None else None, key=key,
-                                  split=split_of(cls, i) if split_of else None))
+            samples.append(
+                Sample(
+                    image=key,
+                    expression=cls,
+                    valence=0.0 if cls is None else None,
+                    key=key,
+                    split=split_of(cls, i) if split_of else None,
+                )
+            )
     return Records(samples=samples, format=fmt, root=Path("/data"))
 
 
@@ -60,8 +68,7 @@ def test_ferplus_defined_splits_used_as_given() -> None:
 
 
 def test_affectnet_val_becomes_test_and_val_is_carved_from_train() -> None:
-    records = _records({0: 60, 1: 30, 2: 10}, fmt="affectnet_npy",
-                       split_of=lambda c, i: "val" if i < 2 else "train")
+    records = _records({0: 60, 1: 30, 2: 10}, fmt="affectnet_npy", split_of=lambda c, i: "val" if i < 2 else "train")
     split = make_split(records, val_size=0.1, seed=0)
     published_val = {s.key for s in records.samples if s.split == "val"}
     assert set(split["test"]) == published_val
@@ -116,8 +123,15 @@ def _grouped_records(sizes: list[int], classes: int = 3, fmt: str = "ckplus", sp
     for g, n in enumerate(sizes):
         for i in range(n):
             key = f"S{g:03d}/{i:03d}.png"
-            samples.append(Sample(image=key, expression=(g + i) % classes, key=key, group=f"S{g:03d}",
-                                  split=split_of(g) if split_of else None))
+            samples.append(
+                Sample(
+                    image=key,
+                    expression=(g + i) % classes,
+                    key=key,
+                    group=f"S{g:03d}",
+                    split=split_of(g) if split_of else None,
+                )
+            )
     return Records(samples=samples, format=fmt, root=Path("/data"))
 
 
@@ -130,8 +144,11 @@ def test_grouped_split_keeps_groups_whole_and_records_them(tmp_path: Path) -> No
     records = _grouped_records([12] * 40)
     split = make_split(records, test_size=0.2, val_size=0.1, seed=0)
     groups = _part_groups(records, split)
-    assert not groups["train"] & groups["test"] and not groups["train"] & groups["val"] \
+    assert (
+        not groups["train"] & groups["test"]
+        and not groups["train"] & groups["val"]
         and not groups["val"] & groups["test"]
+    )
     assert sorted(k for keys in split.values() for k in keys) == sorted(s.key for s in records.samples)
     assert len(groups["test"]) == 8 and len(groups["val"]) == 4  # equal groups: exact fractions of groups
     assert split.info["grouped"] is True and split.info["split_by"] == "auto"
@@ -143,8 +160,9 @@ def test_grouped_split_keeps_groups_whole_and_records_them(tmp_path: Path) -> No
 
 def test_grouped_split_is_stratified_where_groups_allow() -> None:
     # Each group holds one class only: a grouped split can still give every part each class.
-    samples = [Sample(image=f"{g}/{i}", expression=g % 4, key=f"{g}/{i}", group=str(g))
-               for g in range(80) for i in range(5)]
+    samples = [
+        Sample(image=f"{g}/{i}", expression=g % 4, key=f"{g}/{i}", group=str(g)) for g in range(80) for i in range(5)
+    ]
     split = make_split(Records(samples=samples, format="jaffe", root=Path("/d")), seed=1)
     for name in ("train", "val", "test"):
         classes = Counter(int(k.split("/")[0]) % 4 for k in split[name])
@@ -182,9 +200,14 @@ def test_grouped_val_carved_from_published_train_and_shared_groups_warned() -> N
 
 
 @settings(max_examples=60, deadline=None)
-@given(sizes=st.lists(st.integers(1, 15), min_size=3, max_size=40), classes=st.integers(1, 6),
-       test_size=st.floats(0.05, 0.5), val_size=st.floats(0.0, 0.3), seed=st.integers(0, 2**16),
-       ungrouped=st.integers(0, 5))
+@given(
+    sizes=st.lists(st.integers(1, 15), min_size=3, max_size=40),
+    classes=st.integers(1, 6),
+    test_size=st.floats(0.05, 0.5),
+    val_size=st.floats(0.0, 0.3),
+    seed=st.integers(0, 2**16),
+    ungrouped=st.integers(0, 5),
+)
 def test_grouped_splits_never_share_a_group(sizes, classes, test_size, val_size, seed, ungrouped) -> None:
     records = _grouped_records(sizes, classes)
     records.samples += [Sample(image=f"x{i}", expression=i % classes, key=f"x{i}") for i in range(ungrouped)]
@@ -192,8 +215,11 @@ def test_grouped_splits_never_share_a_group(sizes, classes, test_size, val_size,
     assert sorted(k for keys in split.values() for k in keys) == sorted(s.key for s in records.samples)  # a partition
     groups = _part_groups(records, split)
     groups = {name: {g for g in members if g is not None} for name, members in groups.items()}
-    assert not groups["train"] & groups["val"] and not groups["train"] & groups["test"] \
+    assert (
+        not groups["train"] & groups["val"]
+        and not groups["train"] & groups["test"]
         and not groups["val"] & groups["test"]
+    )
     assert split["train"]
 
 
@@ -204,6 +230,9 @@ def test_many_groups_use_a_shuffled_group_split(monkeypatch) -> None:
     records = _grouped_records([2] * 50)
     split = make_split(records, test_size=0.2, val_size=0.1, seed=4)
     groups = _part_groups(records, split)
-    assert not groups["train"] & groups["test"] and not groups["train"] & groups["val"] \
+    assert (
+        not groups["train"] & groups["test"]
+        and not groups["train"] & groups["val"]
         and not groups["val"] & groups["test"]
+    )
     assert len(split["test"]) == 20 and len(split["val"]) == 10  # equal groups: exact

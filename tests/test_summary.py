@@ -1,4 +1,5 @@
 """summarize / format_summary on a small manifest dataset with bad images, and on real FER+."""
+
 from __future__ import annotations
 
 import csv
@@ -12,8 +13,19 @@ from PIL import Image
 from affectkit.data import ImageError, format_summary, read_dataset, summarize
 from affectkit.labels import EXPRESSIONS
 
-KEYS = {"format", "root", "n_images", "n_usable", "per_class", "valence", "arousal", "excluded", "image_size", "groups",
-        "splits"}
+KEYS = {
+    "format",
+    "root",
+    "n_images",
+    "n_usable",
+    "per_class",
+    "valence",
+    "arousal",
+    "excluded",
+    "image_size",
+    "groups",
+    "splits",
+}
 
 
 @pytest.fixture
@@ -39,8 +51,13 @@ def test_summary_counts_and_bad_images(manifest_root: Path) -> None:
     assert list(summary["per_class"]) == list(EXPRESSIONS)
     assert summary["per_class"]["Neutral"] == 2 and summary["per_class"]["Happy"] == 2
     assert summary["per_class"]["Contempt"] == 0
-    assert summary["excluded"] == {"bad image: empty file": 1, "bad image: not an image": 1,
-                                   "expression 8 (none)": 1, "valence -2 (invalid)": 1, "no usable label": 1}
+    assert summary["excluded"] == {
+        "bad image: empty file": 1,
+        "bad image: not an image": 1,
+        "expression 8 (none)": 1,
+        "valence -2 (invalid)": 1,
+        "no usable label": 1,
+    }
     va = summary["valence"]
     assert va["n"] == 6 and va["min"] == pytest.approx(-0.5) and va["max"] == pytest.approx(0.5)
     assert sum(va["histogram"]["counts"]) == 6 and len(va["histogram"]["edges"]) == 21

@@ -1,4 +1,5 @@
 """The procedural face generator: determinism, layout, label ranges, and that geometry follows the labels."""
+
 from __future__ import annotations
 
 import json
@@ -110,6 +111,7 @@ def test_generate_layout_and_labels(tmp_path):
     imgs = sorted((out / "images").iterdir())
     assert [p.name for p in imgs] == [f"{i:06d}.jpg" for i in range(10)]
     from PIL import Image
+
     _, expr, val, aro = synth_arrays(10, seed=4, size=48)
     for i in range(10):
         key = f"{i:06d}"
@@ -232,6 +234,7 @@ def test_class_markers(faces):
 
     assert np.median([asym(L) for _, L in _by_class(faces, 7)]) > 0.3  # in half inter-ocular distances
     assert np.median([asym(L) for _, L in _by_class(faces, 0)]) < 0.05
+
     # Disgust: the upper lip is raised off the lower one, more on one side.
     def lip_gap_and_tilt(L):
         return L[66, 1] - L[62, 1], abs(L[61, 1] - L[63, 1])
@@ -267,20 +270,22 @@ def test_tiny_cnn_learns_expressions_and_va():
     def blk(i, o):
         return nn.Sequential(nn.Conv2d(i, o, 3, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU(), nn.MaxPool2d(2))
 
-    net = nn.Sequential(blk(3, 32), blk(32, 64), blk(64, 96), blk(96, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                        nn.Linear(128, 10))
+    net = nn.Sequential(
+        blk(3, 32), blk(32, 64), blk(64, 96), blk(96, 128), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10)
+    )
     opt = torch.optim.Adam(net.parameters(), 1e-3)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=epochs * ((nt + 63) // 64))
     for _ in range(epochs):
         net.train()
         perm = torch.randperm(nt)
         for i in range(0, nt, 64):
-            idx = perm[i:i + 64]
+            idx = perm[i : i + 64]
             xb = X[idx]
             xb = torch.where((torch.rand(len(idx)) < 0.5)[:, None, None, None], xb.flip(3), xb)
             out = net(xb)
-            loss = (nn.functional.cross_entropy(out[:, :8], y[idx])
-                    + nn.functional.mse_loss(torch.tanh(out[:, 8:]), va[idx]))
+            loss = nn.functional.cross_entropy(out[:, :8], y[idx]) + nn.functional.mse_loss(
+                torch.tanh(out[:, 8:]), va[idx]
+            )
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -300,8 +305,48 @@ def test_tiny_cnn_learns_expressions_and_va():
 # Labels of generate(dir, 40, seed=3, size=48, difficulty=0.4): they depend only on numpy's seeded generator,
 # so a refactor of the drawing code must leave them exactly as they are. (Pixels are checked for determinism
 # only: PIL's rasteriser and JPEG encoder may change between versions.)
-GOLDEN_EXPRESSIONS = [6, 7, 6, 2, 0, 0, 3, 4, 0, 3, 0, 3, 2, 7, 4, 5, 7, 1, 3, 5,
-                      6, 6, 5, 2, 1, 2, 6, 5, 1, 5, 3, 1, 2, 4, 7, 7, 4, 6, 2, 1]
+GOLDEN_EXPRESSIONS = [
+    6,
+    7,
+    6,
+    2,
+    0,
+    0,
+    3,
+    4,
+    0,
+    3,
+    0,
+    3,
+    2,
+    7,
+    4,
+    5,
+    7,
+    1,
+    3,
+    5,
+    6,
+    6,
+    5,
+    2,
+    1,
+    2,
+    6,
+    5,
+    1,
+    5,
+    3,
+    1,
+    2,
+    4,
+    7,
+    7,
+    4,
+    6,
+    2,
+    1,
+]
 GOLDEN_VA_SHA256 = "fc0af7f7c7cfed1400604d1ddf426ea484e5aec99c767d603191ba1d68a18f13"
 
 

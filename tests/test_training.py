@@ -1,4 +1,5 @@
 """Training end to end: train -> evaluate -> report -> compare, learning, collapse, run-folder safety."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,15 @@ TINY = ["--backbone", "resnet18", "--weights", "none", "--image-size", "32", "--
 def test_end_to_end_cli(synth_small, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["train", "--data", str(synth_small), *TINY, "--epochs", "1", "--out", str(run)]) == 0
-    for f in ("config.yaml", "split.json", "metrics.csv", "metrics.json", "train_summary.json",
-              "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+    for f in (
+        "config.yaml",
+        "split.json",
+        "metrics.csv",
+        "metrics.json",
+        "train_summary.json",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+    ):
         assert (run / f).is_file(), f
     rows = json.loads((run / "metrics.json").read_text())
     assert len(rows) == 1 and {"train_loss", "val_loss", "val_accuracy", "val_score"} <= set(rows[0])
@@ -30,8 +38,18 @@ def test_end_to_end_cli(synth_small, tmp_path, capsys):
 
     assert main(["evaluate", str(run)]) == 0
     m = json.loads((run / "eval" / "test_metrics.json").read_text())
-    for k in ("accuracy", "f1_macro", "f1_weighted", "kappa", "krippendorff_alpha", "auc_roc", "auc_pr",
-              "per_class", "confusion_matrix", "n"):
+    for k in (
+        "accuracy",
+        "f1_macro",
+        "f1_weighted",
+        "kappa",
+        "krippendorff_alpha",
+        "auc_roc",
+        "auc_pr",
+        "per_class",
+        "confusion_matrix",
+        "n",
+    ):
         assert k in m
     assert set(m["valence"]) >= {"rmse", "corr", "sagr", "ccc"} and set(m["arousal"]) >= {"rmse", "corr", "sagr", "ccc"}
     assert m["n"] == n["test"]
@@ -60,9 +78,23 @@ def test_model_learns_far_above_chance(tmp_path):
 
     # Nuisance off: this checks that the pipeline learns, in a budget the default suite can afford (~1 min).
     data = generate(tmp_path / "faces", 3000, seed=3, size=40, workers=1, difficulty=0.0)
-    cfg = load_config(None, data=str(data), backbone="resnet18", weights="none", image_size=40, batch_size=32,
-                      epochs=8, optimizer="adamw", lr=2e-3, weight_decay=0.01, schedule="cosine",
-                      warmup_epochs=0.3, va_loss="ccc+mse", aug_affine=0.3, progress=False)
+    cfg = load_config(
+        None,
+        data=str(data),
+        backbone="resnet18",
+        weights="none",
+        image_size=40,
+        batch_size=32,
+        epochs=8,
+        optimizer="adamw",
+        lr=2e-3,
+        weight_decay=0.01,
+        schedule="cosine",
+        warmup_epochs=0.3,
+        va_loss="ccc+mse",
+        aug_affine=0.3,
+        progress=False,
+    )
     run = train(cfg, out=tmp_path / "run")
     res = evaluate(run)
     assert res["accuracy"] >= 0.9, res["accuracy"]  # chance is 0.125
@@ -118,8 +150,12 @@ def test_losses():
     assert 1 - ccc_loss(p, t).item() == pytest.approx(ccc(t.numpy(), p.numpy()), abs=1e-5)
     w = balanced_class_weights([10, 30, 0, 60, 0, 0, 0, 0])
     assert w[2] == 0 and w[0] > w[1] > w[3] and w[w > 0].mean().item() == pytest.approx(1.0)
-    batch = {"expression": torch.tensor([1, -1, 3]), "soft": torch.zeros(3, 8),
-             "valence": torch.tensor([0.5, float("nan"), -0.2]), "arousal": torch.tensor([float("nan")] * 3)}
+    batch = {
+        "expression": torch.tensor([1, -1, 3]),
+        "soft": torch.zeros(3, 8),
+        "valence": torch.tensor([0.5, float("nan"), -0.2]),
+        "arousal": torch.tensor([float("nan")] * 3),
+    }
     logits = torch.randn(3, 8, requires_grad=True)
     va = torch.tanh(torch.randn(3, 2, requires_grad=True))
     out = multitask_loss(logits, va, batch, va_kind="mse")
@@ -169,9 +205,19 @@ def test_train_leaves_the_callers_config_unchanged(synth_small, tmp_path):
     from affectkit.training.config import TrainConfig
     from affectkit.training.run import train
 
-    cfg = TrainConfig(data=str(synth_small), backbone="resnet18", weights="none", image_size=32, batch_size=32,
-                      epochs=1, precision="auto", limit_train_batches=2, limit_val_batches=1, progress=False,
-                      extra={"notes": ["kept"]})
+    cfg = TrainConfig(
+        data=str(synth_small),
+        backbone="resnet18",
+        weights="none",
+        image_size=32,
+        batch_size=32,
+        epochs=1,
+        precision="auto",
+        limit_train_batches=2,
+        limit_val_batches=1,
+        progress=False,
+        extra={"notes": ["kept"]},
+    )
     before = copy.deepcopy(cfg.to_dict())
     run = train(cfg, out=tmp_path / "run")
     assert cfg.to_dict() == before

@@ -1,4 +1,5 @@
 """Weights resolution (offline), state-dict loading, and proof that the packaged ImageNet weights are real."""
+
 from __future__ import annotations
 
 import warnings
@@ -28,8 +29,9 @@ def _hub(tmp_path):
     return d
 
 
-@pytest.mark.parametrize(("name", "file_name"),
-                         [("resnet50", "resnet50-11ad3fa6.pth"), ("vgg16", "vgg16-397923af.pth")])
+@pytest.mark.parametrize(
+    ("name", "file_name"), [("resnet50", "resnet50-11ad3fa6.pth"), ("vgg16", "vgg16-397923af.pth")]
+)
 def test_missing_imagenet_weights_message_names_file_and_place(name, file_name, tmp_path):
     with pytest.raises(WeightsNotFoundError) as info:
         create_model(name)

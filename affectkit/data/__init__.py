@@ -2,11 +2,12 @@
 
 Typical use::
 
-    records = read_dataset("path/to/ferplus")          # format detected
-    split = make_split(records, seed=0)                # or load_split("split.json")
-    parts = apply_split(records, split)                # {"train": [Sample, ...], ...}
+    records = read_dataset("path/to/ferplus")  # format detected
+    split = make_split(records, seed=0)  # or load_split("split.json")
+    parts = apply_split(records, split)  # {"train": [Sample, ...], ...}
     print(format_summary(summarize(records)))
 """
+
 from __future__ import annotations
 
 from affectkit.data.formats import FORMATS, detect_format, read_dataset
@@ -16,7 +17,20 @@ from affectkit.data.splits import Split, apply_split, load_split, make_split, sa
 from affectkit.data.summary import format_summary, summarize
 
 __all__ = [
-    "FORMATS", "ImageError", "Records", "Sample", "Split", "apply_split", "check_image", "detect_format",
-    "format_summary", "load_image", "load_split", "make_split", "read_dataset", "save_split", "scan_images",
+    "FORMATS",
+    "ImageError",
+    "Records",
+    "Sample",
+    "Split",
+    "apply_split",
+    "check_image",
+    "detect_format",
+    "format_summary",
+    "load_image",
+    "load_split",
+    "make_split",
+    "read_dataset",
+    "save_split",
+    "scan_images",
     "summarize",
 ]

@@ -6,6 +6,7 @@ on a face crop, so a crop given as-is at inference and the same image from the s
 is keyed by a hash of the source files (path, size, mtime), the crop boxes and the contract's pixel rules (size,
 colour mode, interpolation), so a change to any of them makes a new store instead of serving stale pixels.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -85,9 +86,16 @@ class ImageStore:
         return len(self.ok)
 
 
-def build_store(samples: list[Sample], size: int | Preprocess, cache_dir: str | Path | None = None,
-                workers: int | None = None, strict: bool = False, progress: bool = False,
-                decode_device: str | None = None, warn: bool = True) -> ImageStore:
+def build_store(
+    samples: list[Sample],
+    size: int | Preprocess,
+    cache_dir: str | Path | None = None,
+    workers: int | None = None,
+    strict: bool = False,
+    progress: bool = False,
+    decode_device: str | None = None,
+    warn: bool = True,
+) -> ImageStore:
     """Return the store for these samples made by ``size`` (a Preprocess, or a pixel size for the default
     RGB contract), building it when absent or stale.
 
@@ -126,8 +134,15 @@ def build_store(samples: list[Sample], size: int | Preprocess, cache_dir: str | 
     return store
 
 
-def _build_into(folder: Path, samples: list[Sample], preprocess: Preprocess, workers: int | None, strict: bool,
-                progress: bool, decode_device: str | None = None) -> None:
+def _build_into(
+    folder: Path,
+    samples: list[Sample],
+    preprocess: Preprocess,
+    workers: int | None,
+    strict: bool,
+    progress: bool,
+    decode_device: str | None = None,
+) -> None:
     size = preprocess.input_size
     tmp = folder / "images.npy"
     n = len(samples)
@@ -140,11 +155,12 @@ def _build_into(folder: Path, samples: list[Sample], preprocess: Preprocess, wor
     else:
         workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
         chunk = max(64, -(-n // (workers * 8))) if n else 1
-        jobs = [(str(tmp), samples[i:i + chunk], i, preprocess) for i in range(0, n, chunk)]
+        jobs = [(str(tmp), samples[i : i + chunk], i, preprocess) for i in range(0, n, chunk)]
         if workers > 1 and n > 256 and not any(isinstance(s.image, np.ndarray) for s in samples[:1]):
             with ProcessPoolExecutor(workers) as ex:
-                it = list(_progress(ex.map(_decode_chunk, jobs), len(jobs), progress,
-                                    f"caching {n} images at {size}px"))
+                it = list(
+                    _progress(ex.map(_decode_chunk, jobs), len(jobs), progress, f"caching {n} images at {size}px")
+                )
         else:
             it = [_decode_chunk(j) for j in _progress(jobs, len(jobs), progress, f"caching {n} images at {size}px")]
         bad = [b for part in it for b in part]
@@ -152,8 +168,13 @@ def _build_into(folder: Path, samples: list[Sample], preprocess: Preprocess, wor
         raise ValueError(f"{len(bad)} image(s) could not be decoded, first: {bad[0][1]}")
     ok = np.ones(n, dtype=bool)
     ok[[i for i, _ in bad]] = False
-    meta = {"size": size, "n": n, "ok": ok.tolist(), "problems": [[s, m] for s, m in bad],
-            "preprocess": preprocess.to_dict()}
+    meta = {
+        "size": size,
+        "n": n,
+        "ok": ok.tolist(),
+        "problems": [[s, m] for s, m in bad],
+        "preprocess": preprocess.to_dict(),
+    }
     (folder / "meta.json").write_text(json.dumps(meta))
 
 

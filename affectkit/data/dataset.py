@@ -1,4 +1,5 @@
 """Torch datasets over samples: labels as arrays, images from a decoded store or decoded on the fly."""
+
 from __future__ import annotations
 
 import warnings

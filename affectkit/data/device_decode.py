@@ -8,6 +8,7 @@ path (``Preprocess.to_array``) by interpolation rounding only (antialiased bilin
 on the CPU); the colour mode is applied by the same ``Preprocess.finish``. It is a speed option for building a
 training store: inference always uses the CPU contract.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -27,8 +28,10 @@ def check_device(device: str):
 
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"decode_device {device!r} needs a CUDA device; none is available (use the default CPU "
-                         "decoder: leave decode_device unset)")
+        raise ValueError(
+            f"decode_device {device!r} needs a CUDA device; none is available (use the default CPU "
+            "decoder: leave decode_device unset)"
+        )
     if dev.type not in ("cuda", "cpu"):
         raise ValueError(f"decode_device must be a CUDA device ('cuda', 'cuda:1') or 'cpu', got {device!r}")
     return dev
@@ -99,8 +102,9 @@ def decode_resized_batch(samples: list[Sample], size: int, device) -> list[np.nd
     return out
 
 
-def fill_store_on_device(path: str, samples: list[Sample], preprocess, device: str, progress: bool = False
-                         ) -> list[tuple[int, str]]:
+def fill_store_on_device(
+    path: str, samples: list[Sample], preprocess, device: str, progress: bool = False
+) -> list[tuple[int, str]]:
     """Write every sample into the store array at ``path`` (pixels per ``preprocess``, a Preprocess); returns
     (index, message) for unreadable images."""
     from affectkit.data.cache import _progress, decode_resized
@@ -111,7 +115,7 @@ def fill_store_on_device(path: str, samples: list[Sample], preprocess, device: s
     bad: list[tuple[int, str]] = []
     starts = range(0, len(samples), BATCH)
     for start in _progress(starts, len(starts), progress, f"caching {len(samples)} images at {size}px on {dev}"):
-        chunk = samples[start:start + BATCH]
+        chunk = samples[start : start + BATCH]
         on_device = [i for i, s in enumerate(chunk) if device_decodable(s)]
         results: list[np.ndarray | None] = [None] * len(chunk)
         if on_device:
@@ -119,8 +123,9 @@ def fill_store_on_device(path: str, samples: list[Sample], preprocess, device: s
                 results[i] = img
         for i, s in enumerate(chunk):
             try:
-                arr[start + i] = (preprocess.finish(results[i]) if results[i] is not None
-                                  else decode_resized(s, preprocess))
+                arr[start + i] = (
+                    preprocess.finish(results[i]) if results[i] is not None else decode_resized(s, preprocess)
+                )
             except Exception as e:  # one bad file never stops the build: it is marked and reported
                 bad.append((start + i, f"{s.image}: {e}"))
     arr.flush()

@@ -11,6 +11,7 @@ Conventions:
 - Every decoding failure raises ``ImageError`` (a ValueError) naming the file and a short ``kind``:
   "missing file", "empty file", "not an image", "truncated", "corrupt", "decompression bomb".
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,7 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", 
 # Pillow's own default (~89.5 Mpx, about a 9459x9459 image): far above any face photo.
 DEFAULT_MAX_PIXELS = 89_478_485
 MAX_SCAN_WARNINGS = 20
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, zlib.error, IndexError, TypeError, KeyError,
-                  MemoryError)
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, zlib.error, IndexError, TypeError, KeyError, MemoryError)
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees
 
 
@@ -149,8 +149,11 @@ def _open(src, max_pixels: int, name: str | None = None) -> Image.Image:
     width, height = im.size
     if width * height > max_pixels:
         im.close()
-        raise ImageError(path, f"decompression bomb: {width}x{height} = {width * height} pixels is over the "
-                               f"limit of {max_pixels}", "decompression bomb")
+        raise ImageError(
+            path,
+            f"decompression bomb: {width}x{height} = {width * height} pixels is over the limit of {max_pixels}",
+            "decompression bomb",
+        )
     if width == 0 or height == 0:
         im.close()
         raise ImageError(path, f"image has no pixels ({width}x{height})", "corrupt")

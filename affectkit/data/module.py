@@ -1,4 +1,5 @@
 """The Lightning DataModule: read a dataset, split it, build the decoded store, serve loaders."""
+
 from __future__ import annotations
 
 import os
@@ -94,10 +95,21 @@ class AffectDataModule(L.LightningDataModule):
     so loaders only move bytes.
     """
 
-    def __init__(self, records: Records, split: dict[str, list[str]], image_size=224, batch_size: int = 32,
-                 cache: bool = True, num_workers: int = -1, balanced_sampling: bool = False, seed: int = 0,
-                 strict: bool = False, progress: bool = False, decode_device: str | None = None,
-                 source_weights: dict[str, float] | None = None):
+    def __init__(
+        self,
+        records: Records,
+        split: dict[str, list[str]],
+        image_size=224,
+        batch_size: int = 32,
+        cache: bool = True,
+        num_workers: int = -1,
+        balanced_sampling: bool = False,
+        seed: int = 0,
+        strict: bool = False,
+        progress: bool = False,
+        decode_device: str | None = None,
+        source_weights: dict[str, float] | None = None,
+    ):
         """``source_weights``: dataset name -> share of the training draws, for a multi-dataset run (keys
         prefixed ``name/``; see ``affectkit.data.sources``)."""
         super().__init__()
@@ -132,8 +144,13 @@ class AffectDataModule(L.LightningDataModule):
 
             for samples in self.parts().values():
                 if samples:
-                    build_store(samples, self.preprocess, strict=self.strict, progress=self.progress,
-                                decode_device=self.decode_device)
+                    build_store(
+                        samples,
+                        self.preprocess,
+                        strict=self.strict,
+                        progress=self.progress,
+                        decode_device=self.decode_device,
+                    )
             self._named_bad_files = True  # setup() below reopens the same stores: name bad files once
 
     def setup(self, stage: str | None = None) -> None:
@@ -145,9 +162,14 @@ class AffectDataModule(L.LightningDataModule):
 
             # one store per part keeps each part's build independent of the others' changes
             for name, samples in parts.items():
-                store = build_store(samples, self.preprocess, strict=self.strict, progress=self.progress,
-                                    decode_device=self.decode_device,
-                                    warn=not self._named_bad_files)
+                store = build_store(
+                    samples,
+                    self.preprocess,
+                    strict=self.strict,
+                    progress=self.progress,
+                    decode_device=self.decode_device,
+                    warn=not self._named_bad_files,
+                )
                 self.datasets[name] = AffectDataset(samples, self.preprocess, store=store)
         else:
             for name, samples in parts.items():
@@ -168,9 +190,14 @@ class AffectDataModule(L.LightningDataModule):
         ds = self.datasets[part]
         workers = self._workers()
         # Own generator: creating an iterator then never draws from the global RNG, which a resumed run restores.
-        kw: dict[str, Any] = dict(batch_size=self.batch_size, num_workers=workers, collate_fn=collate,
-                  pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
-                  generator=torch.Generator().manual_seed(self.seed))
+        kw: dict[str, Any] = dict(
+            batch_size=self.batch_size,
+            num_workers=workers,
+            collate_fn=collate,
+            pin_memory=torch.cuda.is_available(),
+            persistent_workers=workers > 0,
+            generator=torch.Generator().manual_seed(self.seed),
+        )
         if workers > 0:
             kw["prefetch_factor"] = 4
         if train and self.source_weights:

@@ -1,4 +1,5 @@
 """The common Sample record every reader yields, and the description of a read dataset."""
+
 from __future__ import annotations
 
 from collections import Counter

@@ -13,6 +13,7 @@ as one dataset (each dataset in proportion to its size). Weights are given for e
 Labels a dataset lacks are None and masked in the losses, so a dataset without valence/arousal trains only the
 expression head on its samples, and vice versa.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -53,14 +54,17 @@ def data_sources(data: Any, format: str | None = None) -> list[Source]:
             name = f"{base}-{i}"
         taken.add(name)
         fmt, weight = d.get("format") or format, d.get("weight")
-        out.append(Source(name, str(d["path"]), None if fmt is None else str(fmt),
-                          None if weight is None else float(weight)))
+        out.append(
+            Source(name, str(d["path"]), None if fmt is None else str(fmt), None if weight is None else float(weight))
+        )
     return out
 
 
 def _prefixed(records: Records, name: str) -> Records:
-    samples = [replace(s, key=f"{name}/{s.key}", group=None if s.group is None else f"{name}/{s.group}")
-               for s in records.samples]
+    samples = [
+        replace(s, key=f"{name}/{s.key}", group=None if s.group is None else f"{name}/{s.group}")
+        for s in records.samples
+    ]
     return replace(records, samples=samples)
 
 
@@ -79,9 +83,14 @@ def combine(parts: list[Records]) -> Records:
     for r in parts:
         excluded.update(r.excluded)
     kinds = {r.group_kind for r in parts if r.group_kind}
-    return Records(samples=[s for r in parts for s in r.samples], format="multi", root=Path(parts[0].root),
-                   excluded=excluded, problems=[p for r in parts for p in r.problems],
-                   group_kind=kinds.pop() if len(kinds) == 1 else ("group" if kinds else None))
+    return Records(
+        samples=[s for r in parts for s in r.samples],
+        format="multi",
+        root=Path(parts[0].root),
+        excluded=excluded,
+        problems=[p for r in parts for p in r.problems],
+        group_kind=kinds.pop() if len(kinds) == 1 else ("group" if kinds else None),
+    )
 
 
 def multi_split(parts: list[Records], sources: list[Source], **split_kw: Any):
@@ -98,8 +107,13 @@ def multi_split(parts: list[Records], sources: list[Source], **split_kw: Any):
             merged[n] += sp[n]
             groups.setdefault(n, []).extend(sp.info.get("groups", {}).get(n, []))
         own = {k: v for k, v in sp.info.items() if k not in ("groups", "seed")}
-        info["datasets"][src.name] = {"path": src.path, "format": rec.format, "weight": src.weight,
-                                      "sizes": {n: len(sp[n]) for n in SPLIT_NAMES}, **own}
+        info["datasets"][src.name] = {
+            "path": src.path,
+            "format": rec.format,
+            "weight": src.weight,
+            "sizes": {n: len(sp[n]) for n in SPLIT_NAMES},
+            **own,
+        }
     if any(groups.values()):
         info["groups"] = {n: sorted(v) for n, v in groups.items()}
     return Split({n: sorted(v) for n, v in merged.items()}, info)

@@ -22,6 +22,7 @@ Conventions:
   instead, for speed. Samples without a group are each their own group. The split file lists each part's
   groups.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -63,8 +64,10 @@ def _check_unique(samples: Sequence[Sample]) -> None:
     dupes = []
     for s in samples:
         if not s.key:
-            raise ValueError(f"sample with image {s.image if not isinstance(s.image, np.ndarray) else 'array'} "
-                             f"has no key; splits need Sample.key")
+            raise ValueError(
+                f"sample with image {s.image if not isinstance(s.image, np.ndarray) else 'array'} "
+                f"has no key; splits need Sample.key"
+            )
         if s.key in seen:
             dupes.append(s.key)
         seen.add(s.key)
@@ -102,9 +105,9 @@ def _stratified(keys_by_group: dict, sizes: dict[str, float], seed: int) -> dict
     taken = np.zeros(len(groups), dtype=int)
     for name, fraction in sizes.items():
         alloc = _allocate(counts, fraction, caps - taken, rng)
-        out[name] = [k for gi, g in enumerate(groups) for k in shuffled[g][taken[gi]:taken[gi] + alloc[gi]]]
+        out[name] = [k for gi, g in enumerate(groups) for k in shuffled[g][taken[gi] : taken[gi] + alloc[gi]]]
         taken += alloc
-    out["train"] = [k for gi, g in enumerate(groups) for k in shuffled[g][taken[gi]:]]
+    out["train"] = [k for gi, g in enumerate(groups) for k in shuffled[g][taken[gi] :]]
     return {name: sorted(keys) for name, keys in out.items()}
 
 
@@ -113,8 +116,10 @@ def _use_groups(samples: Sequence[Sample], split_by: str, fmt: str | None) -> bo
         raise ValueError(f"invalid value {split_by!r} (split_by): use one of {', '.join(SPLIT_BY)}")
     has_groups = any(s.group is not None for s in samples)
     if split_by == "group" and not has_groups:
-        raise ValueError(f"no groups in the dataset (split_by: group): {fmt or 'these samples'} names no subject, "
-                         f"clip or video per image; use --split-by auto or none")
+        raise ValueError(
+            f"no groups in the dataset (split_by: group): {fmt or 'these samples'} names no subject, "
+            f"clip or video per image; use --split-by auto or none"
+        )
     return has_groups and split_by != "none"
 
 
@@ -142,13 +147,18 @@ def _take_groups(samples: list[Sample], share: float, seed: int) -> np.ndarray:
     if share <= 0:
         return np.zeros(len(samples), dtype=bool)
     if n_groups < 2:
-        raise ValueError(f"only {n_groups} group to split (split_by): a grouped split needs at least 2 groups; "
-                         f"use --split-by none to split image by image")
+        raise ValueError(
+            f"only {n_groups} group to split (split_by): a grouped split needs at least 2 groups; "
+            f"use --split-by none to split image by image"
+        )
     if n_groups > _MAX_STRATIFIED_GROUPS:
         from sklearn.model_selection import GroupShuffleSplit
 
-        _, held = next(GroupShuffleSplit(n_splits=1, test_size=min(share, 0.95), random_state=seed)
-                       .split(np.zeros(len(samples)), groups=groups))
+        _, held = next(
+            GroupShuffleSplit(n_splits=1, test_size=min(share, 0.95), random_state=seed).split(
+                np.zeros(len(samples)), groups=groups
+            )
+        )
         mask = np.zeros(len(samples), dtype=bool)
         mask[held] = True
         return mask
@@ -194,8 +204,11 @@ def _warn_shared_groups(groups: dict[str, list[str]]) -> None:
             if seen.setdefault(g, name) != name:
                 shared.append(g)
     if shared:
-        warnings.warn(f"{len(shared)} group(s) are in more than one of the dataset's own split parts "
-                      f"(e.g. {', '.join(shared[:3])}); its published split is kept as it is", stacklevel=3)
+        warnings.warn(
+            f"{len(shared)} group(s) are in more than one of the dataset's own split parts "
+            f"(e.g. {', '.join(shared[:3])}); its published split is kept as it is",
+            stacklevel=3,
+        )
 
 
 def _group(samples: Iterable[Sample]) -> dict:
@@ -226,8 +239,14 @@ def make_split(
     fmt = records.format if isinstance(records, Records) else None
     defined = {s.split for s in samples if s.split is not None}
     grouped = _use_groups(samples, split_by, fmt)
-    info: dict = {"seed": seed, "source_format": fmt, "test_size": test_size, "val_size": val_size,
-                  "split_by": split_by, "grouped": grouped}
+    info: dict = {
+        "seed": seed,
+        "source_format": fmt,
+        "test_size": test_size,
+        "val_size": val_size,
+        "split_by": split_by,
+        "grouped": grouped,
+    }
 
     def carve(members: list[Sample], sizes: dict[str, float]) -> dict[str, list[str]]:
         return _grouped(members, sizes, seed) if grouped else _stratified(_group(members), sizes, seed)
@@ -319,8 +338,9 @@ def load_split(path: str | Path) -> Split:
         parts = payload["splits"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise ValueError(f"{path}: not a split file ({err})") from err
-    split = Split(parts, {**payload.get("info", {}), "seed": payload.get("seed"),
-                          "source_format": payload.get("source_format")})
+    split = Split(
+        parts, {**payload.get("info", {}), "seed": payload.get("seed"), "source_format": payload.get("source_format")}
+    )
     if payload.get("groups") is not None:
         split.info["groups"] = payload["groups"]
     expected = payload.get("keys_sha256")

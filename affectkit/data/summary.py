@@ -3,6 +3,7 @@
 ``summarize`` returns a JSON-ready dict (what ``affectkit data summary --json`` prints); ``format_summary``
 renders it as a plain-text table.
 """
+
 from __future__ import annotations
 
 import os
@@ -25,9 +26,12 @@ def _va_stats(values: list[float]) -> dict | None:
     a = np.asarray(values, dtype=np.float64)
     counts, edges = np.histogram(a, bins=VA_BINS, range=(-1.0, 1.0))
     return {
-        "n": int(a.size), "min": float(a.min()), "max": float(a.max()), "mean": float(a.mean()),
-        "std": float(a.std()), "histogram": {"edges": [round(float(e), 6) for e in edges],
-                                             "counts": [int(c) for c in counts]},
+        "n": int(a.size),
+        "min": float(a.min()),
+        "max": float(a.max()),
+        "mean": float(a.mean()),
+        "std": float(a.std()),
+        "histogram": {"edges": [round(float(e), 6) for e in edges], "counts": [int(c) for c in counts]},
     }
 
 
@@ -112,8 +116,10 @@ def format_summary(summary: dict) -> str:
         lines.append("Splits   " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()))
     groups = summary.get("groups")
     if groups:
-        lines.append(f"Groups   {groups['n']} {groups['kind']}s (up to {groups['largest']} images each; "
-                     f"splits keep each {groups['kind']} in one part)")
+        lines.append(
+            f"Groups   {groups['n']} {groups['kind']}s (up to {groups['largest']} images each; "
+            f"splits keep each {groups['kind']} in one part)"
+        )
     total = sum(summary["per_class"].values())
     if total:
         lines += ["", f"{'Expression':<12}{'count':>8}{'share':>8}"]
@@ -122,13 +128,17 @@ def format_summary(summary: dict) -> str:
     for task in ("valence", "arousal"):
         stats = summary.get(task)
         if stats:
-            lines.append(f"{task.capitalize():<9}n {stats['n']}, mean {stats['mean']:+.3f}, std {stats['std']:.3f}, "
-                         f"range [{stats['min']:+.3f}, {stats['max']:+.3f}]")
+            lines.append(
+                f"{task.capitalize():<9}n {stats['n']}, mean {stats['mean']:+.3f}, std {stats['std']:.3f}, "
+                f"range [{stats['min']:+.3f}, {stats['max']:+.3f}]"
+            )
     size = summary.get("image_size")
     if size:
         w, h = size["width"], size["height"]
-        lines.append(f"Size     width {w['min']}..{w['max']} (median {w['median']:g}), "
-                     f"height {h['min']}..{h['max']} (median {h['median']:g}), from {size['n_sampled']} images")
+        lines.append(
+            f"Size     width {w['min']}..{w['max']} (median {w['median']:g}), "
+            f"height {h['min']}..{h['max']} (median {h['median']:g}), from {size['n_sampled']} images"
+        )
     if summary.get("excluded"):
         lines += ["", f"{'Excluded':<40}{'count':>8}"]
         lines += [f"{reason:<40}{count:>8}" for reason, count in summary["excluded"].items()]

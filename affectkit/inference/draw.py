@@ -1,4 +1,5 @@
 """Drawing predictions onto a picture: a coloured box per face, labelled with expression and valence/arousal."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -6,6 +6,7 @@ of logits). ``metadata_props["affectkit"]`` holds JSON: ``preprocess`` (the full
 size, mean, std, interpolation, colour mode, face margin, alignment, version), ``heads`` (which were trained),
 backbone, expressions, face_margin, opset; the same JSON is written to a sidecar ``<out stem>.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,14 @@ from affectkit.preprocess import Preprocess
 QUANTIZE = (None, "int8")
 
 
-def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17, quantize: str | None = None,
-                calibration: str | Path | None = None, calibration_size: int = 256) -> Path:
+def export_onnx(
+    ckpt: str | Path,
+    out: str | Path,
+    opset: int = 17,
+    quantize: str | None = None,
+    calibration: str | Path | None = None,
+    calibration_size: int = 256,
+) -> Path:
     """Export the model in a ``.ckpt`` (or a run folder's best) to ``out`` (.onnx) and write the sidecar json.
 
     ``quantize="int8"`` writes an int8 model instead (see ``affectkit.inference.quantize``), calibrated on
@@ -54,8 +61,15 @@ def export_onnx(ckpt: str | Path, out: str | Path, opset: int = 17, quantize: st
         return quantize_onnx(fp32, out, faces)
 
 
-def export_model(model, out: str | Path, face_margin: float | None = None, preprocess: Preprocess | None = None,
-                 backbone: str | None = None, opset: int = 17, heads: dict[str, bool] | None = None) -> Path:
+def export_model(
+    model,
+    out: str | Path,
+    face_margin: float | None = None,
+    preprocess: Preprocess | None = None,
+    backbone: str | None = None,
+    opset: int = 17,
+    heads: dict[str, bool] | None = None,
+) -> Path:
     """Export an in-memory AffectModel (see ``export_onnx``); ``preprocess`` is the contract it was trained
     with (default: its backbone normalisation at its ``input_size``); ``face_margin`` overrides its margin."""
     import dataclasses
@@ -90,10 +104,16 @@ def export_model(model, out: str | Path, face_margin: float | None = None, prepr
         # The TorchScript exporter is used on purpose: the dynamo one needs onnxscript, not a dependency.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapped, (dummy,), str(out), dynamo=False, opset_version=opset, input_names=["input"],
+            wrapped,
+            (dummy,),
+            str(out),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["input"],
             output_names=["logits", "va", "probs"],
             dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}, "va": {0: "batch"}, "probs": {0: "batch"}},
-            do_constant_folding=True)
+            do_constant_folding=True,
+        )
     proto = onnx.load(str(out))
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()

@@ -12,6 +12,7 @@ The detector is facenet-pytorch's MTCNN, whose weights ship inside the pip packa
 It needs torch; it is imported only when a ``FaceDetector`` is first used, so the ONNX path with
 ``detect=False`` stays torch-free.
 """
+
 from __future__ import annotations
 
 import threading
@@ -75,8 +76,13 @@ class FaceDetector:
             require("faces", "face detection (MTCNN)", instead="use detect=False / --no-detect")
             from facenet_pytorch import MTCNN
 
-            self._mtcnn = MTCNN(keep_all=True, device=self.device, min_face_size=self.min_face_size,
-                                post_process=False, select_largest=False)
+            self._mtcnn = MTCNN(
+                keep_all=True,
+                device=self.device,
+                min_face_size=self.min_face_size,
+                post_process=False,
+                select_largest=False,
+            )
         return self._mtcnn
 
     def detect(self, rgb: np.ndarray) -> list[Face]:
@@ -94,8 +100,9 @@ class FaceDetector:
             if p is None or float(p) < self.min_confidence:
                 continue
             x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float64))
-            faces.append(Face(box=(x1, y1, x2, y2),
-                              score=float(p), landmarks=np.asarray(pts, dtype=np.float64).reshape(5, 2)))
+            faces.append(
+                Face(box=(x1, y1, x2, y2), score=float(p), landmarks=np.asarray(pts, dtype=np.float64).reshape(5, 2))
+            )
         faces.sort(key=lambda f: -f.score)
         return faces
 
@@ -105,8 +112,9 @@ def crop_square(face: Face, margin: float = DEFAULT_MARGIN) -> tuple[float, floa
     return face_square(face.box, margin)
 
 
-def align_face(rgb: np.ndarray, face: Face, size: int, margin: float = DEFAULT_MARGIN,
-               rotate: bool = True) -> np.ndarray:
+def align_face(
+    rgb: np.ndarray, face: Face, size: int, margin: float = DEFAULT_MARGIN, rotate: bool = True
+) -> np.ndarray:
     """Square ``size``x``size`` uint8 RGB crop of ``face`` by the contract's rules (``Preprocess.crop_face`` then
     ``finish``) with this size, margin and alignment; a model's own ``Preprocess`` is what ``Predictor`` uses."""
     pre = Preprocess(input_size=size, face_margin=margin, align=rotate)

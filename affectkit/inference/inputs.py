@@ -1,4 +1,5 @@
 """Input expansion for batch prediction: files, folders (recursive) and globs, and telling videos from images."""
+
 from __future__ import annotations
 
 import glob

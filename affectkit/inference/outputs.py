@@ -5,6 +5,7 @@ seconds for videos, None for images), box ``x1, y1, x2, y2`` in pixels, detector
 ``prob_<Name>`` for the 8 expressions, ``valence``, ``arousal`` and ``status``: "ok", "no_face" (other fields
 empty) or "error: <reason>" (unreadable input).
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,23 +16,33 @@ from typing import Any
 from affectkit.inference.predictor import FacePrediction
 from affectkit.labels import EXPRESSIONS
 
-ROW_FIELDS = (["source", "frame", "time_s", "x1", "y1", "x2", "y2", "score", "expression"]
-              + [f"prob_{n}" for n in EXPRESSIONS] + ["valence", "arousal", "status"])
+ROW_FIELDS = (
+    ["source", "frame", "time_s", "x1", "y1", "x2", "y2", "score", "expression"]
+    + [f"prob_{n}" for n in EXPRESSIONS]
+    + ["valence", "arousal", "status"]
+)
 
 
-def prediction_row(source: str, frame: int, time_s: float | None, pred: FacePrediction | None,
-                   status: str = "ok") -> dict[str, Any]:
+def prediction_row(
+    source: str, frame: int, time_s: float | None, pred: FacePrediction | None, status: str = "ok"
+) -> dict[str, Any]:
     """One output row (see module docstring); ``pred=None`` gives an empty row with ``status``."""
     row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
-    row.update(source=source, frame=frame, time_s=None if time_s is None else round(float(time_s), 4),
-               status=status)
+    row.update(source=source, frame=frame, time_s=None if time_s is None else round(float(time_s), 4), status=status)
     if pred is None:
         row["expression"] = ""
         return row
     # a head the model was not trained for stays empty (None): no number that looks like a measurement
-    row.update(x1=round(pred.box[0], 2), y1=round(pred.box[1], 2), x2=round(pred.box[2], 2),
-               y2=round(pred.box[3], 2), score=round(pred.score, 6), expression=pred.expression or "",
-               valence=_round(pred.valence), arousal=_round(pred.arousal))
+    row.update(
+        x1=round(pred.box[0], 2),
+        y1=round(pred.box[1], 2),
+        x2=round(pred.box[2], 2),
+        y2=round(pred.box[3], 2),
+        score=round(pred.score, 6),
+        expression=pred.expression or "",
+        valence=_round(pred.valence),
+        arousal=_round(pred.arousal),
+    )
     for name in EXPRESSIONS:
         row[f"prob_{name}"] = _round(pred.probabilities.get(name))
     return row
@@ -42,7 +53,7 @@ def _round(v: float | None) -> float | None:
 
 
 def output_format(out: str | Path) -> str:
-    """"csv" or "json" from the file extension; anything else is a ValueError naming the path."""
+    """ "csv" or "json" from the file extension; anything else is a ValueError naming the path."""
     out = Path(out)
     ext = out.suffix.lower()
     if ext not in (".csv", ".json"):

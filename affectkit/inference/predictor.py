@@ -14,6 +14,7 @@ Conventions:
   ``predict(..., detect=False)`` runs on onnxruntime + numpy + PIL only. ``detect=True`` imports torch lazily
   for MTCNN (facenet-pytorch is torch-based).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -102,8 +103,10 @@ class _TorchBackend:
         t = torch.from_numpy(x).to(self.device)
         if self.channels_last:
             t = t.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16,
-                                                    enabled=self.precision == "bf16"):
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"),
+        ):
             logits, va = self.model(t)
         return logits.float().cpu().numpy(), va.float().cpu().numpy()
 
@@ -158,9 +161,19 @@ class Predictor:
     tta : average predictions over the image and its horizontal flip.
     """
 
-    def __init__(self, backend, preprocess: Preprocess | dict, expressions: Sequence[str] = EXPRESSIONS,
-                 backbone: str = "", min_confidence: float = 0.9, tta: bool = False, batch_size: int = 32,
-                 device: str = "cpu", heads: dict[str, bool] | None = None, face_margin: float | None = None):
+    def __init__(
+        self,
+        backend,
+        preprocess: Preprocess | dict,
+        expressions: Sequence[str] = EXPRESSIONS,
+        backbone: str = "",
+        min_confidence: float = 0.9,
+        tta: bool = False,
+        batch_size: int = 32,
+        device: str = "cpu",
+        heads: dict[str, bool] | None = None,
+        face_margin: float | None = None,
+    ):
         self.backend = backend
         self.contract = preprocess if isinstance(preprocess, Preprocess) else Preprocess.from_dict(preprocess)
         if face_margin is not None:  # an explicit choice for detected faces; the stored margin otherwise
@@ -205,8 +218,15 @@ class Predictor:
             kwargs.pop("channels_last", None)
             be = _OnnxBackend(path, device=device, threads=kwargs.pop("threads", None))
             contract, heads = restore(be.meta)
-            return cls(be, preprocess=contract, expressions=be.meta.get("expressions", EXPRESSIONS),
-                       backbone=be.meta.get("backbone", ""), device=device, heads=heads, **kwargs)
+            return cls(
+                be,
+                preprocess=contract,
+                expressions=be.meta.get("expressions", EXPRESSIONS),
+                backbone=be.meta.get("backbone", ""),
+                device=device,
+                heads=heads,
+                **kwargs,
+            )
         if backend != "torch":
             raise ValueError(f"backend must be 'torch' or 'onnx', got {backend!r}")
         if path.suffix.lower() == ".onnx":
@@ -214,22 +234,41 @@ class Predictor:
         from affectkit.training.checkpoint import load_model
 
         model, meta = load_model(path)
-        return cls.from_model(model, preprocess=meta["contract"], backbone=meta.get("backbone", ""),
-                              device=device, heads=meta["heads"], **kwargs)
+        return cls.from_model(
+            model,
+            preprocess=meta["contract"],
+            backbone=meta.get("backbone", ""),
+            device=device,
+            heads=meta["heads"],
+            **kwargs,
+        )
 
     @classmethod
-    def from_model(cls, model, preprocess: Preprocess | dict | None = None, backbone: str | None = None,
-                   device: str = "cpu", precision: str = "fp32", channels_last: bool = False,
-                   heads: dict[str, bool] | None = None, **kwargs) -> Predictor:
+    def from_model(
+        cls,
+        model,
+        preprocess: Preprocess | dict | None = None,
+        backbone: str | None = None,
+        device: str = "cpu",
+        precision: str = "fp32",
+        channels_last: bool = False,
+        heads: dict[str, bool] | None = None,
+        **kwargs,
+    ) -> Predictor:
         """Wrap an in-memory AffectModel (``logits, va = model(x)``). ``preprocess`` is the contract it was
         trained with; without one, the model's backbone normalisation at its ``input_size`` (an untrained or
         hand-built model)."""
         if preprocess is None:
             preprocess = Preprocess.from_config({}, model.preprocess)
         be = _TorchBackend(model, device=device, precision=precision, channels_last=channels_last)
-        return cls(be, preprocess=preprocess, heads=heads,
-                   backbone=backbone if backbone is not None else getattr(model, "backbone_name", ""),
-                   device=device, **kwargs)
+        return cls(
+            be,
+            preprocess=preprocess,
+            heads=heads,
+            backbone=backbone if backbone is not None else getattr(model, "backbone_name", ""),
+            device=device,
+            **kwargs,
+        )
 
     @property
     def backend_name(self) -> str:
@@ -243,18 +282,28 @@ class Predictor:
 
     def info(self) -> dict[str, Any]:
         """What the model is and what it can predict (the web demo's ``/info``)."""
-        return {"backend": self.backend_name, "backbone": self.backbone, "input_size": self.input_size,
-                "face_margin": self.face_margin, "expressions": list(self.expressions), "tta": self.tta,
-                "heads": dict(self.heads), "preprocess": self.preprocess, "note": describe_heads(self.heads)}
+        return {
+            "backend": self.backend_name,
+            "backbone": self.backbone,
+            "input_size": self.input_size,
+            "face_margin": self.face_margin,
+            "expressions": list(self.expressions),
+            "tta": self.tta,
+            "heads": dict(self.heads),
+            "preprocess": self.preprocess,
+            "note": describe_heads(self.heads),
+        }
 
     # ---- prediction ---------------------------------------------------------------------------
-    def predict(self, image: str | Path | bytes | Image.Image | np.ndarray, detect: bool = True,
-                color: str = "RGB") -> list[FacePrediction]:
+    def predict(
+        self, image: str | Path | bytes | Image.Image | np.ndarray, detect: bool = True, color: str = "RGB"
+    ) -> list[FacePrediction]:
         """Predictions for each face in one image (empty list when detection finds none)."""
         return self.predict_batch([image], detect=detect, color=color)[0]
 
-    def predict_batch(self, images: Iterable[str | Path | bytes | Image.Image | np.ndarray], detect: bool = True,
-                      color: str = "RGB") -> list[list[FacePrediction]]:
+    def predict_batch(
+        self, images: Iterable[str | Path | bytes | Image.Image | np.ndarray], detect: bool = True, color: str = "RGB"
+    ) -> list[list[FacePrediction]]:
         """One list of FacePrediction per image; all faces go through the model in shared batches."""
         rgbs = [read_image(im, color=color) for im in images]
         faces = [self.find_faces(rgb, detect=detect) for rgb in rgbs]
@@ -288,7 +337,7 @@ class Predictor:
         crops = np.asarray(crops)
         probs, va = [], []
         for i in range(0, len(crops), self.batch_size):
-            x = self.contract.to_tensor(crops[i:i + self.batch_size])
+            x = self.contract.to_tensor(crops[i : i + self.batch_size])
             p, v = self._forward(x)
             if self.tta:
                 p2, v2 = self._forward(np.ascontiguousarray(x[:, :, :, ::-1]))
@@ -311,9 +360,12 @@ class Predictor:
         has_exp = self.heads["expression"]
         x1, y1, x2, y2 = (float(v) for v in face.box)
         return FacePrediction(
-            box=(x1, y1, x2, y2), score=float(face.score),
-            expression=self.expressions[k] if has_exp else None, expression_id=k if has_exp else None,
+            box=(x1, y1, x2, y2),
+            score=float(face.score),
+            expression=self.expressions[k] if has_exp else None,
+            expression_id=k if has_exp else None,
             probabilities={n: float(p) for n, p in zip(self.expressions, probs, strict=True)} if has_exp else {},
             valence=float(va[0]) if self.heads["valence"] else None,
             arousal=float(va[1]) if self.heads["arousal"] else None,
-            landmarks=None if face.landmarks is None else np.asarray(face.landmarks).round(2).tolist())
+            landmarks=None if face.landmarks is None else np.asarray(face.landmarks).round(2).tolist(),
+        )

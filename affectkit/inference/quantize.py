@@ -13,6 +13,7 @@ while this selection gave 0.791.
 The float model is exported to a temporary file first; the int8 file carries the same affectkit metadata (plus
 ``"quantized": "int8"``), so ``Predictor`` / ``predict`` / ``serve`` use it like any exported model.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,9 @@ CALIBRATION_SIZE = 256
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "Clip", "Relu"]
 
 
-def calibration_faces(ckpt: str | Path, data: str | Path | None = None, n: int = CALIBRATION_SIZE,
-                      seed: int = 0) -> np.ndarray:
+def calibration_faces(
+    ckpt: str | Path, data: str | Path | None = None, n: int = CALIBRATION_SIZE, seed: int = 0
+) -> np.ndarray:
     """``n`` normalised model inputs (float32, N x 3 x S x S) drawn (seeded) from the training images of a
     checkpoint's run — its saved split's ``train`` part, or the dataset's own training split — through the
     checkpoint's preprocessing contract. ``data`` overrides the dataset (a folder of the same layout)."""
@@ -47,17 +49,20 @@ def calibration_faces(ckpt: str | Path, data: str | Path | None = None, n: int =
     if data is None and isinstance(source, list):  # a multi-dataset run: its datasets, keys as in its split
         from affectkit.data.sources import combine, data_sources, read_sources
 
-        records = combine(read_sources(data_sources(source, cfg.get("format")),
-                                       label_mode=cfg.get("label_mode", "majority")))
+        records = combine(
+            read_sources(data_sources(source, cfg.get("format")), label_mode=cfg.get("label_mode", "majority"))
+        )
     else:
-        records = read_dataset(source, format=cfg.get("format") if data is None else None,
-                               label_mode=cfg.get("label_mode", "majority"))
+        records = read_dataset(
+            source, format=cfg.get("format") if data is None else None, label_mode=cfg.get("label_mode", "majority")
+        )
     run_split = ckpt_path.parent.parent / "split.json"
     if data is None and ckpt_path.parent.name == "checkpoints" and run_split.is_file():
         parts = load_split(run_split)
     else:
-        parts = make_split(records, test_size=cfg.get("test_size", 0.2), val_size=cfg.get("val_size", 0.1),
-                           seed=cfg.get("seed", 0))
+        parts = make_split(
+            records, test_size=cfg.get("test_size", 0.2), val_size=cfg.get("val_size", 0.1), seed=cfg.get("seed", 0)
+        )
     keys = set(parts.get("train") or [s.key for s in records.samples])
     pool = [s for s in records.samples if s.key in keys]
     if not pool:
@@ -79,7 +84,7 @@ class _Batches:
     """ONNX Runtime's CalibrationDataReader protocol over an in-memory array."""
 
     def __init__(self, x: np.ndarray, input_name: str, batch_size: int = 32):
-        self._it = iter([{input_name: x[i:i + batch_size]} for i in range(0, len(x), batch_size)])
+        self._it = iter([{input_name: x[i : i + batch_size]} for i in range(0, len(x), batch_size)])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._it, None)
@@ -105,9 +110,18 @@ def quantize_onnx(fp32_model: str | Path, out: str | Path, calibration: np.ndarr
         quant_pre_process(str(fp32_model), str(prepared))  # fold/fuse and infer shapes first, as ORT advises
         # nodes are stored in topological order: the first Conv reads the (padded) input image
         first = [n.name for n in onnx.load(str(prepared)).graph.node if n.op_type == "Conv"][:1]
-        quantize_static(str(prepared), str(out), _Batches(calibration, input_name), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=QUANTIZED_OPS, nodes_to_exclude=first, per_channel=True,
-                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        quantize_static(
+            str(prepared),
+            str(out),
+            _Batches(calibration, input_name),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=QUANTIZED_OPS,
+            nodes_to_exclude=first,
+            per_channel=True,
+            reduce_range=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
     meta["quantized"] = "int8"
     q = onnx.load(str(out))
     del q.metadata_props[:]

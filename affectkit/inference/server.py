@@ -15,6 +15,7 @@ that stops sending its body for ``read_timeout`` seconds, 413 a body over the li
 in, whatever Content-Length says), 415 not an image, 503 when ``max_concurrent`` predictions are already
 running or queued. Binds 127.0.0.1 by default: the demo has no authentication.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -120,9 +121,17 @@ class _BodyLimit:
 
 async def _send_error(send, status: int, message: str) -> None:
     body = json.dumps({"error": message, "status": status}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -134,8 +143,9 @@ def make_app(predictor: Predictor, max_upload_mb: float = 10, max_concurrent: in
     busy = {"n": 0}
 
     def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message, "status": status}, status_code=status,
-                            headers={"Cache-Control": "no-store"})
+        return JSONResponse(
+            {"error": message, "status": status}, status_code=status, headers={"Cache-Control": "no-store"}
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc):
@@ -189,8 +199,13 @@ def make_app(predictor: Predictor, max_upload_mb: float = 10, max_concurrent: in
         finally:
             busy["n"] -= 1
             slots.release()
-        return {"faces": [p.to_dict() for p in preds], "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
-                "detect": detect, "heads": predictor.heads}
+        return {
+            "faces": [p.to_dict() for p in preds],
+            "width": int(rgb.shape[1]),
+            "height": int(rgb.shape[0]),
+            "detect": detect,
+            "heads": predictor.heads,
+        }
 
     return _BodyLimit(app, max_upload + MULTIPART_OVERHEAD, read_timeout)
 
@@ -215,8 +230,16 @@ class DemoServer:
     ``serve_forever()`` runs it in the calling thread until ``shutdown()``; ``server_address`` is (host, port).
     """
 
-    def __init__(self, predictor: Predictor, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 10,
-                 max_concurrent: int = 4, read_timeout: float = 30.0, keep_alive: float = 5.0):
+    def __init__(
+        self,
+        predictor: Predictor,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        max_upload_mb: float = 10,
+        max_concurrent: int = 4,
+        read_timeout: float = 30.0,
+        keep_alive: float = 5.0,
+    ):
         import socket
 
         import uvicorn
@@ -228,8 +251,13 @@ class DemoServer:
         self.server_address = self.socket.getsockname()[:2]
         app = make_app(predictor, max_upload_mb, max_concurrent, read_timeout)
         # limit_concurrency: connections + tasks beyond it get uvicorn's own 503; keep-alive idles are closed
-        config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # uvicorn takes seconds as float too
-                                limit_concurrency=max(64, 8 * max_concurrent), h11_max_incomplete_event_size=64 * 1024)
+        config = uvicorn.Config(
+            app,
+            log_level="warning",
+            timeout_keep_alive=keep_alive,  # type: ignore[arg-type]  # uvicorn takes seconds as float too
+            limit_concurrency=max(64, 8 * max_concurrent),
+            h11_max_incomplete_event_size=64 * 1024,
+        )
         self.server = uvicorn.Server(config)
         self._serving, self._done = threading.Event(), threading.Event()
 
@@ -250,20 +278,31 @@ class DemoServer:
         self.socket.close()
 
 
-def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000,
-                max_upload_mb: float = 10, **kwargs) -> DemoServer:
+def make_server(
+    predictor: Predictor, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 10, **kwargs
+) -> DemoServer:
     """A ready (not yet serving) server; ``port=0`` picks a free port (see ``server.server_address``)."""
     return DemoServer(predictor, host, port, max_upload_mb, **kwargs)
 
 
-def serve(ckpt: str | Path | Predictor, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 10,
-          backend: str | None = None, device: str = "cpu", threshold: float = 0.9, max_concurrent: int = 4,
-          read_timeout: float = 30.0) -> None:
+def serve(
+    ckpt: str | Path | Predictor,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_upload_mb: float = 10,
+    backend: str | None = None,
+    device: str = "cpu",
+    threshold: float = 0.9,
+    max_concurrent: int = 4,
+    read_timeout: float = 30.0,
+) -> None:
     """Serve the demo for a ``.ckpt``/``.onnx`` model, a run folder (or a Predictor) until interrupted (Ctrl-C)."""
-    predictor = ckpt if isinstance(ckpt, Predictor) else Predictor.load(ckpt, backend=backend, device=device,
-                                                                          min_confidence=threshold)
-    httpd = make_server(predictor, host, port, max_upload_mb, max_concurrent=max_concurrent,
-                        read_timeout=read_timeout)
+    predictor = (
+        ckpt
+        if isinstance(ckpt, Predictor)
+        else Predictor.load(ckpt, backend=backend, device=device, min_confidence=threshold)
+    )
+    httpd = make_server(predictor, host, port, max_upload_mb, max_concurrent=max_concurrent, read_timeout=read_timeout)
     h, p = httpd.server_address[:2]
     info = predictor.info()
     print(f"model: {info['backbone'] or 'custom'} ({info['backend']}), {info['input_size']} px input", flush=True)
@@ -271,8 +310,7 @@ def serve(ckpt: str | Path | Predictor, host: str = "127.0.0.1", port: int = 800
         print(f"note: {info['note']}", flush=True)
     print(f"affectkit demo on http://{h}:{p}/ (Ctrl-C to stop)", flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
-        print("warning: the demo has no authentication; anyone who can reach this address can use it",
-              file=sys.stderr)
+        print("warning: the demo has no authentication; anyone who can reach this address can use it", file=sys.stderr)
     try:
         httpd.serve_forever()
     except KeyboardInterrupt:
@@ -281,8 +319,9 @@ def serve(ckpt: str | Path | Predictor, host: str = "127.0.0.1", port: int = 800
         httpd.server_close()
 
 
-def serve_in_thread(predictor: Predictor, host: str = "127.0.0.1", port: int = 0, max_upload_mb: float = 10,
-                    **kwargs) -> tuple[DemoServer, threading.Thread]:
+def serve_in_thread(
+    predictor: Predictor, host: str = "127.0.0.1", port: int = 0, max_upload_mb: float = 10, **kwargs
+) -> tuple[DemoServer, threading.Thread]:
     """Start a server in a daemon thread (tests, notebooks); stop with ``server.shutdown()``."""
     httpd = make_server(predictor, host, port, max_upload_mb, **kwargs)
     t = threading.Thread(target=httpd.serve_forever, name="affectkit-serve", daemon=True)

@@ -4,6 +4,7 @@ Inputs are expanded by ``inputs``, videos read (every ``every_n`` frames) and an
 ``video_io``, boxes drawn by ``draw``, rows built and written (CSV/JSON) by ``outputs``; see ``outputs`` for the
 row convention. An unreadable input gives a warning and an "error: <reason>" row, and the run goes on.
 """
+
 from __future__ import annotations
 
 import math
@@ -23,16 +24,37 @@ from affectkit.inference.video_io import MAX_GIF_FRAMES, Annotator, iter_frames,
 
 # names that lived here before the split stay importable from here
 __all__ = [
-    "run_predict", "IMAGE_EXTS", "VIDEO_EXTS", "InputWarning", "expand_inputs", "is_video", "ROW_FIELDS",
-    "prediction_row", "write_rows", "draw_predictions", "MAX_GIF_FRAMES", "iter_frames", "video_fps",
+    "run_predict",
+    "IMAGE_EXTS",
+    "VIDEO_EXTS",
+    "InputWarning",
+    "expand_inputs",
+    "is_video",
+    "ROW_FIELDS",
+    "prediction_row",
+    "write_rows",
+    "draw_predictions",
+    "MAX_GIF_FRAMES",
+    "iter_frames",
+    "video_fps",
     "video_reader_name",
 ]
 
 
-def run_predict(ckpt: str | Path | Predictor, inputs: Sequence[str | Path] | str | Path, out: str | Path | None = None,
-                annotate: str | Path | None = None, detect: bool = True, backend: str = "torch", every_n: int = 10,
-                batch_size: int = 32, threshold: float = 0.9, tta: bool = False,
-                device: str = "cpu", precision: str = "fp32") -> list[dict[str, Any]]:
+def run_predict(
+    ckpt: str | Path | Predictor,
+    inputs: Sequence[str | Path] | str | Path,
+    out: str | Path | None = None,
+    annotate: str | Path | None = None,
+    detect: bool = True,
+    backend: str = "torch",
+    every_n: int = 10,
+    batch_size: int = 32,
+    threshold: float = 0.9,
+    tta: bool = False,
+    device: str = "cpu",
+    precision: str = "fp32",
+) -> list[dict[str, Any]]:
     """Predict every face in ``inputs`` (files, folders, globs, videos); return rows and write ``out``.
 
     ``ckpt`` is a ``.ckpt``/``.onnx`` path (``backend`` "torch" or "onnx"; an ``.onnx`` path implies onnx) or a
@@ -51,8 +73,15 @@ def run_predict(ckpt: str | Path | Predictor, inputs: Sequence[str | Path] | str
     else:
         if str(ckpt).lower().endswith(".onnx"):
             backend = "onnx"
-        predictor = Predictor.load(ckpt, backend=backend, device=device, min_confidence=threshold, tta=tta,
-                                   batch_size=batch_size, precision=precision)
+        predictor = Predictor.load(
+            ckpt,
+            backend=backend,
+            device=device,
+            min_confidence=threshold,
+            tta=tta,
+            batch_size=batch_size,
+            precision=precision,
+        )
     annotator = Annotator(annotate)
     rows: list[dict[str, Any]] = []
     items = expand_inputs(inputs)
@@ -84,8 +113,7 @@ def _error_row(source: str, reason: str) -> dict[str, Any]:
     return prediction_row(source, 0, None, None, status=f"error: {reason}")
 
 
-def _predict_images(predictor: Predictor, paths: list[str], detect: bool,
-                    annotator: Annotator) -> list[dict[str, Any]]:
+def _predict_images(predictor: Predictor, paths: list[str], detect: bool, annotator: Annotator) -> list[dict[str, Any]]:
     rows: dict[str, list[dict[str, Any]]] = {}
     ok: list[tuple[str, np.ndarray]] = []
     for path in paths:
@@ -97,8 +125,9 @@ def _predict_images(predictor: Predictor, paths: list[str], detect: bool,
     return [r for p in paths for r in rows[p]]
 
 
-def _predict_frames(predictor: Predictor, frames: list[tuple[str, int, float | None, np.ndarray]], detect: bool,
-                    on_annotated=None) -> dict[Any, list[dict[str, Any]]]:
+def _predict_frames(
+    predictor: Predictor, frames: list[tuple[str, int, float | None, np.ndarray]], detect: bool, on_annotated=None
+) -> dict[Any, list[dict[str, Any]]]:
     """Rows per (source) for images, or per (source, frame) key order preserved; one model batch."""
     out: dict[Any, list[dict[str, Any]]] = {}
     if not frames:
@@ -107,15 +136,19 @@ def _predict_frames(predictor: Predictor, frames: list[tuple[str, int, float | N
     preds = predictor.predict_faces([f[3] for f in frames], faces)
     for (src, idx, t, rgb), ps in zip(frames, preds, strict=True):
         key = src if t is None else (src, idx)
-        out[key] = ([prediction_row(src, idx, t, p) for p in ps] if ps
-                    else [prediction_row(src, idx, t, None, status="no_face")])
+        out[key] = (
+            [prediction_row(src, idx, t, p) for p in ps]
+            if ps
+            else [prediction_row(src, idx, t, None, status="no_face")]
+        )
         if on_annotated is not None:
             on_annotated(src, rgb, ps) if t is None else on_annotated(src, idx, t, rgb, ps)
     return out
 
 
-def _predict_video(predictor: Predictor, path: str, every_n: int, detect: bool, batch_size: int,
-                   annotator: Annotator) -> list[dict[str, Any]]:
+def _predict_video(
+    predictor: Predictor, path: str, every_n: int, detect: bool, batch_size: int, annotator: Annotator
+) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     drawn: list[Image.Image] = []
     keep = annotator.folder is not None
@@ -146,4 +179,4 @@ def _predict_video(predictor: Predictor, path: str, every_n: int, detect: bool, 
 def _reason(e: Exception, path: str) -> str:
     msg = str(e)
     prefix = f"{path}: "
-    return msg[len(prefix):] if msg.startswith(prefix) else msg
+    return msg[len(prefix) :] if msg.startswith(prefix) else msg

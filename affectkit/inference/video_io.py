@@ -3,6 +3,7 @@
 Readers: animated GIFs with Pillow; other formats with OpenCV (``cv2``) if installed, else imageio with its
 pyav or ffmpeg plugin if installed, else an error naming what to install.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -45,8 +46,10 @@ def iter_frames(path: str | Path, every_n: int = 10) -> Iterator[tuple[int, floa
     elif reader is not None:
         yield from _imageio_frames(path, every_n, "pyav" if reader == "imageio-pyav" else "FFMPEG")
     else:
-        raise RuntimeError(f"{path}: no video reader installed: pip install affectkit[video] (or imageio with "
-                           f"av or imageio-ffmpeg); animated GIFs work without one")
+        raise RuntimeError(
+            f"{path}: no video reader installed: pip install affectkit[video] (or imageio with "
+            f"av or imageio-ffmpeg); animated GIFs work without one"
+        )
 
 
 def video_fps(path: str | Path) -> float:

@@ -50,8 +50,16 @@ from affectkit.metrics.summary import multitask_metrics, selection_score
 
 __all__ = [
     "UndefinedMetricWarning",
-    "rmse", "pearson_corr", "sagr", "ccc", "regression_metrics",
-    "krippendorff_alpha_nominal", "classification_metrics",
-    "bootstrap_ci", "multitask_metrics", "selection_score",
-    "CLASSIFICATION_SCALARS", "REGRESSION_SCALARS",
+    "rmse",
+    "pearson_corr",
+    "sagr",
+    "ccc",
+    "regression_metrics",
+    "krippendorff_alpha_nominal",
+    "classification_metrics",
+    "bootstrap_ci",
+    "multitask_metrics",
+    "selection_score",
+    "CLASSIFICATION_SCALARS",
+    "REGRESSION_SCALARS",
 ]

@@ -1,4 +1,5 @@
 """Shared conventions of the metrics package: the undefined-metric warning and the reported scalar keys."""
+
 from __future__ import annotations
 
 import os

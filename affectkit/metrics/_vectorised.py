@@ -5,6 +5,7 @@ and returns (B,) arrays. With all-ones weights they equal scikit-learn / krippen
 with multiplicities they equal those libraries on the resampled rows; they exist only because they are much
 faster than calling the libraries once per resample (bench/metrics_bootstrap.py).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,12 +44,16 @@ def _from_confusion(cm: np.ndarray) -> dict[str, np.ndarray]:
         nt = 2 * n
         nc = support + predicted
         alpha_den = nt * nt - (nc * nc).sum(axis=1)
-        alpha_ = np.where(alpha_den > 0,
-                          1 - (nt - 1) * 2 * (n - trace) / np.where(alpha_den > 0, alpha_den, 1), np.nan)
+        alpha_ = np.where(alpha_den > 0, 1 - (nt - 1) * 2 * (n - trace) / np.where(alpha_den > 0, alpha_den, 1), np.nan)
         acc = trace / n
     empty = n <= 0
-    out = {"accuracy": acc, "f1_macro": f1_macro, "f1_weighted": f1_weighted, "kappa": kappa,
-           "krippendorff_alpha": alpha_}
+    out = {
+        "accuracy": acc,
+        "f1_macro": f1_macro,
+        "f1_weighted": f1_weighted,
+        "kappa": kappa,
+        "krippendorff_alpha": alpha_,
+    }
     return {k: np.where(empty, np.nan, v) for k, v in out.items()}
 
 
@@ -94,12 +99,12 @@ def _auc_batch(scores: np.ndarray, t_idx: np.ndarray, w: np.ndarray) -> tuple[np
     return roc_macro, ap_macro
 
 
-def classification_batch(t_idx: np.ndarray, p_idx: np.ndarray, scores: np.ndarray | None, w: np.ndarray,
-                          k: int) -> dict[str, np.ndarray]:
+def classification_batch(
+    t_idx: np.ndarray, p_idx: np.ndarray, scores: np.ndarray | None, w: np.ndarray, k: int
+) -> dict[str, np.ndarray]:
     out = _from_confusion(_confusion_batch(t_idx, p_idx, w, k))
     if scores is None:
         out["auc_roc"] = out["auc_pr"] = np.full(w.shape[0], np.nan)
     else:
         out["auc_roc"], out["auc_pr"] = _auc_batch(scores, t_idx, w)
     return out
-

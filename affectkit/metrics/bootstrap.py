@@ -6,6 +6,7 @@ the multiplicity of each row (a (B, N) count matrix), so the vectorised kernels 
 functions applied to the resampled rows (tests/test_metrics_bootstrap.py) and are much faster than calling
 them once per resample (bench/metrics_bootstrap.py).
 """
+
 from __future__ import annotations
 
 import math
@@ -52,14 +53,23 @@ def _percentile_interval(values: np.ndarray, alpha: float, name: str) -> list[fl
         _warn(f"bootstrap CI of {name} undefined: the metric is undefined on every resample")
         return [float("nan"), float("nan")]
     if finite.size < values.size:
-        _warn(f"bootstrap CI of {name}: {values.size - finite.size} of {values.size} resamples undefined, "
-              "interval from the rest")
+        _warn(
+            f"bootstrap CI of {name}: {values.size - finite.size} of {values.size} resamples undefined, "
+            "interval from the rest"
+        )
     low, high = np.quantile(finite, [alpha / 2, 1 - alpha / 2])
     return [float(low), float(high)]
 
 
-def _bootstrap_batched(batch_fn: Callable[[np.ndarray], dict[str, np.ndarray]], n: int, keys: Sequence[str],
-                       n_boot: int, alpha: float, seed: int, point: dict[str, Any]) -> dict[str, list[float]]:
+def _bootstrap_batched(
+    batch_fn: Callable[[np.ndarray], dict[str, np.ndarray]],
+    n: int,
+    keys: Sequence[str],
+    n_boot: int,
+    alpha: float,
+    seed: int,
+    point: dict[str, Any],
+) -> dict[str, list[float]]:
     """CIs for ``keys``; a key whose point estimate is already NaN (and warned about) gets [nan, nan] quietly."""
     _check_boot_args(n_boot, alpha)
     nan_pair = [float("nan"), float("nan")]
@@ -71,14 +81,14 @@ def _bootstrap_batched(batch_fn: Callable[[np.ndarray], dict[str, np.ndarray]], 
         res = batch_fn(_counts(idx, n))
         for k in keys:
             parts[k].append(res[k])
-    return {k: _percentile_interval(np.concatenate(parts[k]), alpha, k) if k in defined else list(nan_pair)
-            for k in keys}
+    return {
+        k: _percentile_interval(np.concatenate(parts[k]), alpha, k) if k in defined else list(nan_pair) for k in keys
+    }
 
 
-
-
-def bootstrap_ci(metric_fn: Callable[..., float], *arrays: Any, n_boot: int = 1000, alpha: float = 0.05,
-                 seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    metric_fn: Callable[..., float], *arrays: Any, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap confidence interval ``(low, high)`` of ``metric_fn(*arrays)`` at level ``1 - alpha``.
 
     Rows (the first axis, shared by all arrays) are resampled with replacement ``n_boot`` times with

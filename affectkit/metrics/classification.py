@@ -12,6 +12,7 @@ References: Cohen (1960) "A coefficient of agreement for nominal scales"; Krippe
 Krippendorff's alpha-reliability"; Hand & Till (2001) for one-vs-rest AUC averaging; scikit-learn's
 ``average_precision_score`` for AP (step-wise, no interpolation).
 """
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,9 @@ def _to_label_index(values: np.ndarray, labels: np.ndarray, what: str) -> np.nda
     return idx
 
 
-def _prepare_classification(y_true: Any, y_prob: Any, labels: Sequence[int]
-                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _prepare_classification(
+    y_true: Any, y_prob: Any, labels: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Validate; return (true index, predicted index, scores or None) for labelled rows."""
     lab = np.asarray(list(labels))
     if lab.ndim != 1 or lab.size < 2 or np.unique(lab).size != lab.size:
@@ -55,8 +57,9 @@ def _prepare_classification(y_true: Any, y_prob: Any, labels: Sequence[int]
     if t.ndim != 1:
         raise ValueError(f"y_true must be 1-D, got shape {t.shape}")
     if s.ndim not in (1, 2) or s.shape[0] != t.shape[0]:
-        raise ValueError(f"y_prob must be (N, {lab.size}) scores or (N,) predictions for N={t.shape[0]} labels, "
-                         f"got shape {s.shape}")
+        raise ValueError(
+            f"y_prob must be (N, {lab.size}) scores or (N,) predictions for N={t.shape[0]} labels, got shape {s.shape}"
+        )
     if s.ndim == 2 and s.shape[1] != lab.size:
         raise ValueError(f"y_prob has {s.shape[1]} columns but there are {lab.size} labels")
     if t.dtype.kind == "f":
@@ -111,8 +114,9 @@ def classification_scalars(t_idx: np.ndarray, p_idx: np.ndarray, scores: np.ndar
         out["f1_weighted"] = skm.f1_score(t_idx, p_idx, average="weighted", zero_division=0.0)
         if np.unique(np.r_[t_idx, p_idx]).size >= 2:  # else expected agreement is 1: kappa and alpha are 0/0
             out["kappa"] = skm.cohen_kappa_score(t_idx, p_idx)
-            out["krippendorff_alpha"] = krippendorff.alpha(reliability_data=np.stack([t_idx, p_idx]).astype(float),
-                                                           level_of_measurement="nominal")
+            out["krippendorff_alpha"] = krippendorff.alpha(
+                reliability_data=np.stack([t_idx, p_idx]).astype(float), level_of_measurement="nominal"
+            )
         if scores is not None:
             out["auc_roc"], out["auc_pr"] = _ovr_macro(t_idx, scores)
     return {k: _nan_or_float(v) for k, v in out.items()}
@@ -129,9 +133,12 @@ def _per_class(t_idx: np.ndarray, p_idx: np.ndarray, names: Sequence[str]) -> tu
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         prec, rec, f1, support = skm.precision_recall_fscore_support(
-            t_idx, p_idx, labels=range(k), zero_division=np.nan)
-    per_class = {name: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]),
-                        "support": int(support[i])} for i, name in enumerate(names)}
+            t_idx, p_idx, labels=range(k), zero_division=np.nan
+        )
+    per_class = {
+        name: {"precision": float(prec[i]), "recall": float(rec[i]), "f1": float(f1[i]), "support": int(support[i])}
+        for i, name in enumerate(names)
+    }
     return per_class, cm
 
 
@@ -140,8 +147,9 @@ def _warn_undefined(out: dict, n: int, scores: np.ndarray | None) -> None:
         _warn("no samples with an expression label: classification metrics set to NaN")
         return
     if math.isnan(out["kappa"]):
-        _warn("Cohen's kappa undefined: truth and prediction are the same single class "
-              "(expected agreement 1); set to NaN")
+        _warn(
+            "Cohen's kappa undefined: truth and prediction are the same single class (expected agreement 1); set to NaN"
+        )
     if math.isnan(out["krippendorff_alpha"]):
         _warn("Krippendorff's alpha undefined: only one class used by truth and prediction; set to NaN")
     if scores is None:
@@ -150,8 +158,17 @@ def _warn_undefined(out: dict, n: int, scores: np.ndarray | None) -> None:
         _warn("AUC-ROC and AUC-PR undefined: fewer than 2 classes present in y_true; set to NaN")
 
 
-def _classification(y_true: Any, y_prob: Any, labels: Sequence[int], names: Sequence[str], ci: bool,
-                    n_boot: int, alpha: float, seed: int, warn: bool) -> dict[str, Any]:
+def _classification(
+    y_true: Any,
+    y_prob: Any,
+    labels: Sequence[int],
+    names: Sequence[str],
+    ci: bool,
+    n_boot: int,
+    alpha: float,
+    seed: int,
+    warn: bool,
+) -> dict[str, Any]:
     labels = list(labels)
     names = list(names)
     if len(names) != len(labels):
@@ -164,15 +181,30 @@ def _classification(y_true: Any, y_prob: Any, labels: Sequence[int], names: Sequ
     if warn:
         _warn_undefined(out, t_idx.size, scores)
     if ci:
-        cis = _bootstrap_batched(lambda counts: classification_batch(t_idx, p_idx, scores, counts, k),
-                                 t_idx.size, CLASSIFICATION_SCALARS, n_boot, alpha, seed, out)
+        cis = _bootstrap_batched(
+            lambda counts: classification_batch(t_idx, p_idx, scores, counts, k),
+            t_idx.size,
+            CLASSIFICATION_SCALARS,
+            n_boot,
+            alpha,
+            seed,
+            out,
+        )
         out.update({f"{key}_ci": cis[key] for key in CLASSIFICATION_SCALARS})
     return out
 
 
-def classification_metrics(y_true: Any, y_prob: Any, labels: Sequence[int] = range(8),
-                           names: Sequence[str] = EXPRESSIONS, *, ci: bool = False, n_boot: int = 1000,
-                           alpha: float = 0.05, seed: int = 0) -> dict[str, Any]:
+def classification_metrics(
+    y_true: Any,
+    y_prob: Any,
+    labels: Sequence[int] = range(8),
+    names: Sequence[str] = EXPRESSIONS,
+    *,
+    ci: bool = False,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Expression classification metrics.
 
     ``y_true``: (N,) class ids in ``labels`` (negative or NaN = no label: row ignored). ``y_prob``: (N, K)
@@ -203,7 +235,6 @@ def classification_metrics(y_true: Any, y_prob: Any, labels: Sequence[int] = ran
     labelled rows, ``n_boot`` resamples at level ``1 - alpha``, ``seed``).
     """
     return _classification(y_true, y_prob, labels, names, ci, n_boot, alpha, seed, warn=True)
-
 
 
 def krippendorff_alpha_nominal(y_true: Any, y_pred: Any | None = None) -> float:

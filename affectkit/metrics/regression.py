@@ -7,6 +7,7 @@ of them for a whole block of bootstrap weightings at once.
 References: Lin (1989) "A concordance correlation coefficient to evaluate reproducibility", Biometrics
 45:255-268; Mollahosseini et al. (2017) "AffectNet", IEEE Trans. Affective Computing.
 """
+
 from __future__ import annotations
 
 import math
@@ -83,8 +84,9 @@ def _regression_point(y_true: Any, y_pred: Any, keys: Sequence[str], warn: bool 
             t_const = t.min() == t.max()
             p_const = p.min() == p.max()
             if "corr" in keys and math.isnan(out["corr"]):
-                which = ("both y_true and y_pred are" if t_const and p_const
-                         else ("y_true is" if t_const else "y_pred is"))
+                which = (
+                    "both y_true and y_pred are" if t_const and p_const else ("y_true is" if t_const else "y_pred is")
+                )
                 _warn(f"Pearson correlation undefined: {which} constant; set to NaN")
             if "ccc" in keys and math.isnan(out["ccc"]):
                 _warn("CCC undefined: y_true and y_pred are both constant and equal (zero denominator); set to NaN")
@@ -124,8 +126,9 @@ def ccc(y_true: Any, y_pred: Any) -> float:
     return _regression_point(y_true, y_pred, ("ccc",))["ccc"]
 
 
-def regression_metrics(y_true: Any, y_pred: Any, *, ci: bool = False, n_boot: int = 1000, alpha: float = 0.05,
-                       seed: int = 0) -> dict[str, Any]:
+def regression_metrics(
+    y_true: Any, y_pred: Any, *, ci: bool = False, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0
+) -> dict[str, Any]:
     """RMSE, Pearson corr, SAGR and CCC for one dimension (valence or arousal).
 
     Returns ``{"rmse", "corr", "sagr", "ccc"}`` as floats (see the individual functions for conventions).
@@ -135,8 +138,9 @@ def regression_metrics(y_true: Any, y_pred: Any, *, ci: bool = False, n_boot: in
     out: dict[str, Any] = _regression_point(y_true, y_pred, REGRESSION_SCALARS)
     if ci:
         t, p, _ = _prepare_regression(y_true, y_pred)
-        cis = _bootstrap_batched(lambda counts: _regression_batch(t, p, counts), t.size, REGRESSION_SCALARS,
-                                 n_boot, alpha, seed, out)
+        cis = _bootstrap_batched(
+            lambda counts: _regression_batch(t, p, counts), t.size, REGRESSION_SCALARS, n_boot, alpha, seed, out
+        )
         out.update({f"{k}_ci": cis[k] for k in REGRESSION_SCALARS})
     return out
 
@@ -145,6 +149,7 @@ def _regression_batched_fn(key: str) -> Callable[..., np.ndarray]:
     def batched(arrays: Sequence[np.ndarray], counts: np.ndarray) -> np.ndarray:
         t, p, keep = _prepare_regression(*arrays)
         return _regression_batch(t, p, counts[:, keep])[key]
+
     return batched
 
 

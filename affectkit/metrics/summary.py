@@ -1,4 +1,5 @@
 """Multi-task (expression + valence + arousal) summary of one evaluation, and checkpoint selection."""
+
 from __future__ import annotations
 
 import math
@@ -15,9 +16,21 @@ from affectkit.metrics.regression import regression_metrics
 __all__ = ["multitask_metrics", "selection_score"]
 
 
-def multitask_metrics(y_true: Any, y_prob: Any, valence_true: Any, valence_pred: Any, arousal_true: Any,
-                      arousal_pred: Any, *, labels: Sequence[int] = range(8), names: Sequence[str] = EXPRESSIONS,
-                      ci: bool = False, n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> dict[str, Any]:
+def multitask_metrics(
+    y_true: Any,
+    y_prob: Any,
+    valence_true: Any,
+    valence_pred: Any,
+    arousal_true: Any,
+    arousal_pred: Any,
+    *,
+    labels: Sequence[int] = range(8),
+    names: Sequence[str] = EXPRESSIONS,
+    ci: bool = False,
+    n_boot: int = 1000,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> dict[str, Any]:
     """Expression, valence and arousal metrics of one evaluation, as one JSON-serialisable dict.
 
     Top level: the :func:`classification_metrics` keys, plus ``valence`` and ``arousal`` dicts with the
@@ -27,8 +40,11 @@ def multitask_metrics(y_true: Any, y_prob: Any, valence_true: Any, valence_pred:
     (a model or dataset without it) gets NaN metrics without warnings. With ``ci=True`` each task is
     bootstrapped separately over its own labelled rows, adding ``<key>_ci`` entries.
     """
-    pairs = {"expression": (y_true, y_prob), "valence": (valence_true, valence_pred),
-             "arousal": (arousal_true, arousal_pred)}
+    pairs = {
+        "expression": (y_true, y_prob),
+        "valence": (valence_true, valence_pred),
+        "arousal": (arousal_true, arousal_pred),
+    }
     lengths = {}
     for task, (truth, pred) in pairs.items():
         if (truth is None) != (pred is None):
@@ -42,8 +58,17 @@ def multitask_metrics(y_true: Any, y_prob: Any, valence_true: Any, valence_pred:
     boot: dict[str, Any] = {"ci": ci, "n_boot": n_boot, "alpha": alpha, "seed": seed}
 
     if y_true is None:
-        out = _classification(np.zeros(0, dtype=np.int64), np.zeros((0, len(list(labels)))), labels, names,
-                              ci=False, n_boot=n_boot, alpha=alpha, seed=seed, warn=False)
+        out = _classification(
+            np.zeros(0, dtype=np.int64),
+            np.zeros((0, len(list(labels)))),
+            labels,
+            names,
+            ci=False,
+            n_boot=n_boot,
+            alpha=alpha,
+            seed=seed,
+            warn=False,
+        )
         if ci:
             out.update({f"{k}_ci": [float("nan"), float("nan")] for k in CLASSIFICATION_SCALARS})
         n_expression = 0
@@ -74,6 +99,7 @@ def selection_score(metrics: dict[str, Any]) -> float:
     arousal are available) for a model without expressions. NaN + warning when no term is available.
     Also accepts a plain :func:`classification_metrics` dict.
     """
+
     def finite(x: Any) -> float | None:
         return float(x) if isinstance(x, (int, float, np.floating)) and math.isfinite(x) else None
 

@@ -1,9 +1,10 @@
 """Backbones with a multi-task affect head: factory, registry and offline ImageNet weights.
 
 >>> from affectkit.models import create_model
->>> model = create_model("resnet50", weights="none")     # doctest: +SKIP
->>> logits, va = model(images)                           # (B, 8), (B, 2) in [-1, 1]  # doctest: +SKIP
+>>> model = create_model("resnet50", weights="none")  # doctest: +SKIP
+>>> logits, va = model(images)  # (B, 8), (B, 2) in [-1, 1]  # doctest: +SKIP
 """
+
 from __future__ import annotations
 
 from affectkit.models.affect import AffectModel

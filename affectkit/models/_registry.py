@@ -3,6 +3,7 @@
 ``"timm:<name>"`` is resolved on top of the registered names: a spec is built on the fly for any timm
 architecture (see :mod:`affectkit.models.timm_models`).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -72,10 +73,9 @@ def get_spec(name: str) -> BackboneSpec:
     if name.startswith("timm:"):
         from affectkit.models.timm_models import timm_spec
 
-        return timm_spec(name[len("timm:"):], name)
+        return timm_spec(name[len("timm:") :], name)
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list_models(), n=3)
         hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
-        raise ValueError(f"unknown backbone {name!r}{hint}; choose one of {list_models()} "
-                         "or 'timm:<timm model name>'")
+        raise ValueError(f"unknown backbone {name!r}{hint}; choose one of {list_models()} or 'timm:<timm model name>'")
     return _REGISTRY[name]()

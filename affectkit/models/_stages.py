@@ -6,6 +6,7 @@ module. Each group becomes one stage: a module holding the leaf modules that own
 (so their BatchNorm layers follow the stage's train/eval mode) plus loose root parameters such as ViT's
 ``cls_token``.
 """
+
 from __future__ import annotations
 
 import itertools

@@ -1,4 +1,5 @@
 """AffectModel: an image backbone with a multi-task (expression + valence/arousal) head."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -41,9 +42,16 @@ class AffectModel(nn.Module):
         self.num_features = num_features
         self.num_classes = num_classes
         self.backbone_name = backbone_name
-        self.preprocess = dict(preprocess) if preprocess else {
-            "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225), "input_size": 224, "interpolation": "bilinear",
-        }
+        self.preprocess = (
+            dict(preprocess)
+            if preprocess
+            else {
+                "mean": (0.485, 0.456, 0.406),
+                "std": (0.229, 0.224, 0.225),
+                "input_size": 224,
+                "interpolation": "bilinear",
+            }
+        )
         # Must be a module-level function (not a lambda) for the model to stay picklable.
         self._stages_fn = stages_fn
         self._frozen: int | bool | None = False  # False: nothing frozen; None: whole backbone; int: first k stages

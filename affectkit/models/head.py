@@ -1,4 +1,5 @@
 """Multi-task head: expression logits plus (valence, arousal) in [-1, 1]."""
+
 from __future__ import annotations
 
 import torch

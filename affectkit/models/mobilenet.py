@@ -1,4 +1,5 @@
 """MobileNetV2 from torchvision."""
+
 from __future__ import annotations
 
 from torch import nn

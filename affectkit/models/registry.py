@@ -5,6 +5,7 @@ returns a :class:`BackboneSpec`. One module per family declares its backbones (:
 :mod:`.mobilenet`, :mod:`.efficientnet_lite`; ``"timm:<name>"`` via :mod:`.timm_models`); importing this
 module registers them all. The factories live in :mod:`.factory`.
 """
+
 from __future__ import annotations
 
 # Family modules register their backbones on import.
@@ -23,6 +24,16 @@ from affectkit.models.vgg import VGGFeatures
 from affectkit.models.weights import WeightsNotFoundError
 
 __all__ = [
-    "BackboneSpec", "register_model", "list_models", "get_spec", "create_model", "load_imagenet",
-    "WeightsNotFoundError", "VGGFeatures", "timm_stages", "StageGroup", "IMAGENET_MEAN", "IMAGENET_STD",
+    "BackboneSpec",
+    "register_model",
+    "list_models",
+    "get_spec",
+    "create_model",
+    "load_imagenet",
+    "WeightsNotFoundError",
+    "VGGFeatures",
+    "timm_stages",
+    "StageGroup",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
 ]

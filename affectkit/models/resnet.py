@@ -1,4 +1,5 @@
 """ResNet-18/50 from torchvision."""
+
 from __future__ import annotations
 
 from torch import nn

@@ -3,6 +3,7 @@
 State dicts are read with ``torch.load(weights_only=True)`` (or ``safetensors``); key layouts of the
 lukemelas/ml-illustrated EfficientNet port are renamed onto timm's ``tf_efficientnet_*`` keys.
 """
+
 from __future__ import annotations
 
 import os
@@ -16,7 +17,10 @@ import torch
 from torch import nn
 
 __all__ = [
-    "WeightsNotFoundError", "read_state_dict", "is_lukemelas_layout", "convert_lukemelas_efficientnet",
+    "WeightsNotFoundError",
+    "read_state_dict",
+    "is_lukemelas_layout",
+    "convert_lukemelas_efficientnet",
     "load_backbone_state",
 ]
 
@@ -62,10 +66,24 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 # lukemelas EfficientNet-PyTorch per-block names -> timm names. Blocks without expansion (expand ratio 1) are
 # timm DepthwiseSeparableConv (conv_dw, bn1, conv_pw, bn2); others are InvertedResidual.
-_LM_DS = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2",
-          "_se_reduce": "se.conv_reduce", "_se_expand": "se.conv_expand"}
-_LM_IR = {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
-          "_project_conv": "conv_pwl", "_bn2": "bn3", "_se_reduce": "se.conv_reduce", "_se_expand": "se.conv_expand"}
+_LM_DS = {
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn1",
+    "_project_conv": "conv_pw",
+    "_bn2": "bn2",
+    "_se_reduce": "se.conv_reduce",
+    "_se_expand": "se.conv_expand",
+}
+_LM_IR = {
+    "_expand_conv": "conv_pw",
+    "_bn0": "bn1",
+    "_depthwise_conv": "conv_dw",
+    "_bn1": "bn2",
+    "_project_conv": "conv_pwl",
+    "_bn2": "bn3",
+    "_se_reduce": "se.conv_reduce",
+    "_se_expand": "se.conv_expand",
+}
 _LM_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
 
 
@@ -108,8 +126,11 @@ def convert_lukemelas_efficientnet(state: Mapping[str, torch.Tensor], model: nn.
         raise ValueError(
             f"EfficientNet key conversion: the file has a different number of blocks than the model ({len(layout)})"
         )
-    bad = [(k, tuple(v.shape), tuple(target[k].shape))
-           for k, v in out.items() if k in target and v.shape != target[k].shape]
+    bad = [
+        (k, tuple(v.shape), tuple(target[k].shape))
+        for k, v in out.items()
+        if k in target and v.shape != target[k].shape
+    ]
     if bad:
         raise ValueError(f"EfficientNet key conversion: shape mismatches {bad[:5]}")
     return out
@@ -124,7 +145,7 @@ def _best_prefix(keys: list[str], target: set[str]) -> str:
         for n in range(1, min(len(parts), 4)):
             prefixes.add(".".join(parts[:n]) + ".")
     for p in prefixes:
-        n = sum(k[len(p):] in target for k in keys if k.startswith(p))
+        n = sum(k[len(p) :] in target for k in keys if k.startswith(p))
         if n > best_n:
             best, best_n = p, n
     return best
@@ -145,7 +166,7 @@ def load_backbone_state(
     target = backbone.state_dict()
     prefix = _best_prefix(list(state), set(target))
     outside = [k for k in state if not k.startswith(prefix)]  # e.g. head.* of a training checkpoint
-    state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     matched = [k for k in state if k in target]
     if not matched:
         raise ValueError(
@@ -160,6 +181,7 @@ def load_backbone_state(
     if bad:
         raise ValueError(f"{source}: shape mismatch (key, file, model): {bad[:5]}")
     if extra:
-        warnings.warn(f"{source}: ignored {len(extra)} keys the backbone does not have, e.g. {extra[:10]}",
-                      stacklevel=3)
+        warnings.warn(
+            f"{source}: ignored {len(extra)} keys the backbone does not have, e.g. {extra[:10]}", stacklevel=3
+        )
     backbone.load_state_dict({k: state[k] for k in matched}, strict=False)

@@ -1,4 +1,5 @@
 """Any timm architecture as a backbone (``"timm:<name>"``)."""
+
 from __future__ import annotations
 
 from typing import Any, cast

@@ -1,4 +1,5 @@
 """Shared pieces of the torchvision backbone families."""
+
 from __future__ import annotations
 
 from affectkit.models._registry import IMAGENET_MEAN, IMAGENET_STD

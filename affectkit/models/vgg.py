@@ -1,4 +1,5 @@
 """VGG16 (with and without BatchNorm) from torchvision, without its fully connected layers."""
+
 from __future__ import annotations
 
 from typing import cast

@@ -13,6 +13,7 @@
 If none succeeds it raises :class:`WeightsNotFoundError`, whose message names the file expected and where
 to put it. Reading the files and mapping them onto a backbone is ``affectkit.models.state_dicts``.
 """
+
 from __future__ import annotations
 
 import importlib.util

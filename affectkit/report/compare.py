@@ -6,6 +6,7 @@ are named by their dataset, so one model evaluated on several datasets compares 
 Best per row: higher is better, except RMSE where lower is better; ties are all marked; NaN is never best.
 The bookkeeping rows (n, epochs, training time) have no direction and are never marked.
 """
+
 from __future__ import annotations
 
 import csv
@@ -29,10 +30,15 @@ METRIC_ROWS: tuple[tuple[str, _Getter, str | None], ...] = (
     ("Krippendorff's Alpha", lambda r: metric_value(r.metrics, "krippendorff_alpha"), "higher"),
     ("AUC-ROC", lambda r: metric_value(r.metrics, "auc_roc"), "higher"),
     ("AUC-PR", lambda r: metric_value(r.metrics, "auc_pr"), "higher"),
-    *[(f"{t.capitalize()} {label}", (lambda r, t=t, k=key: metric_value(r.metrics, t, k)),
-       "lower" if key == "rmse" else "higher")
-      for t in ("valence", "arousal") for label, key in (("RMSE", "rmse"), ("CORR", "corr"), ("SAGR", "sagr"),
-                                                         ("CCC", "ccc"))],
+    *[
+        (
+            f"{t.capitalize()} {label}",
+            (lambda r, t=t, k=key: metric_value(r.metrics, t, k)),
+            "lower" if key == "rmse" else "higher",
+        )
+        for t in ("valence", "arousal")
+        for label, key in (("RMSE", "rmse"), ("CORR", "corr"), ("SAGR", "sagr"), ("CCC", "ccc"))
+    ],
     ("n", lambda r: metric_value(r.metrics, "n"), None),
     ("Epochs", lambda r: r.epochs_run(), None),
     ("Training time (s)", lambda r: metric_value(r.summary, "wall_time_s"), None),
@@ -46,8 +52,10 @@ def _column_names(runs: Sequence[RunData]) -> list[str]:
     """Config ``name`` (or backbone); clashing names get the run folder appended, then a counter if needed."""
     base = [r.display_name for r in runs]
     counts = Counter(base)
-    names = [f"{b} ({r.run_dir.name})" if (counts[b] > 1 or b in _RESERVED) and b != r.run_dir.name else b
-             for b, r in zip(base, runs, strict=True)]
+    names = [
+        f"{b} ({r.run_dir.name})" if (counts[b] > 1 or b in _RESERVED) and b != r.run_dir.name else b
+        for b, r in zip(base, runs, strict=True)
+    ]
     names = [f"{n} (run)" if n in _RESERVED else n for n in names]
     seen: Counter = Counter()
     out = []
@@ -82,8 +90,9 @@ def _load_evaluated(run_dirs: Sequence[str | Path], split: str) -> list[RunData]
             continue
         run = load_run(d, split)
         if run.metrics is None:
-            raise FileNotFoundError(f"run {run.run_dir}: no evaluation metrics at {run.metrics_path} "
-                                    f"(evaluate it on split {split!r} first)")
+            raise FileNotFoundError(
+                f"run {run.run_dir}: no evaluation metrics at {run.metrics_path} (evaluate it on split {split!r} first)"
+            )
         runs.append(run)
     return runs
 
@@ -92,8 +101,10 @@ def load_evaluation(path: str | Path) -> RunData:
     """One ``<name>_metrics.json`` written by ``evaluate`` (its run is the folder above ``eval/``)."""
     path = Path(path)
     if not path.name.endswith("_metrics.json"):
-        raise ValueError(f"{path}: not an evaluation file (<split>_metrics.json written by affectkit evaluate); "
-                         f"pass it or its run folder")
+        raise ValueError(
+            f"{path}: not an evaluation file (<split>_metrics.json written by affectkit evaluate); "
+            f"pass it or its run folder"
+        )
     stem = path.name[: -len("_metrics.json")]
     run = load_run(path.parent.parent if path.parent.name == "eval" else path.parent, stem)
     if run.metrics_path.resolve() != path.resolve() or run.metrics is None:
@@ -200,19 +211,26 @@ def compare_runs(run_dirs: Sequence[str | Path], out_dir: str | Path, split: str
     bold = {(i, 1 + cols.index(c)) for i, r in enumerate(table) for c in r["best"]}
     folders = [[c, str(Path(d))] for c, d in zip(cols, run_dirs, strict=True)]
     evals = any(Path(d).is_file() for d in run_dirs)
-    note = ("Best per row in bold: higher is better, except RMSE (lower is better). "
-            "n, epochs and training time are not ranked.")
+    note = (
+        "Best per row in bold: higher is better, except RMSE (lower is better). "
+        "n, epochs and training time are not ranked."
+    )
 
     paths = {"md": out / "comparison.md", "html": out / "comparison.html", "csv": out / "comparison.csv"}
-    context = {"title": "Evaluation comparison" if evals else f"Model comparison ({split})", "note": note,
-               "header": header, "rows": rows, "best": bold, "folders": folders,
-               "folders_header": ["Column", "Evaluation file"] if evals else ["Model", "Run folder"]}
+    context = {
+        "title": "Evaluation comparison" if evals else f"Model comparison ({split})",
+        "note": note,
+        "header": header,
+        "rows": rows,
+        "best": bold,
+        "folders": folders,
+        "folders_header": ["Column", "Evaluation file"] if evals else ["Model", "Run folder"],
+    }
     paths["md"].write_text(render("comparison.md", **context), encoding="utf-8")
     paths["html"].write_text(render("comparison.html", **context), encoding="utf-8")
     with paths["csv"].open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["metric", *cols, "better", "best"])
         for r in table:
-            writer.writerow([r["metric"], *(_csv_number(r[c]) for c in cols),
-                             r["better"] or "", ";".join(r["best"])])
+            writer.writerow([r["metric"], *(_csv_number(r[c]) for c in cols), r["better"] or "", ";".join(r["best"])])
     return paths

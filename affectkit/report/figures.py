@@ -1,4 +1,5 @@
 """The run report's figures, drawn from whatever a run folder holds; each one left out is noted with the reason."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -59,8 +60,10 @@ def make_figures(run: RunData, out_dir: Path) -> dict[str, Path]:
     y_true = _true_labels(pred)
     y_pred = _predicted_labels(pred)
     if y_true is not None and y_pred is not None and len(y_true) != len(y_pred):
-        run.notes.append(f"eval/{run.predictions_path.name}: y_true and y_prob differ in length "
-                         f"({len(y_true)} vs {len(y_pred)}); predicted labels are ignored.")
+        run.notes.append(
+            f"eval/{run.predictions_path.name}: y_true and y_prob differ in length "
+            f"({len(y_true)} vs {len(y_pred)}); predicted labels are ignored."
+        )
         y_pred = None
     cm = metrics.get("confusion_matrix")
     if cm is None and y_true is not None and y_pred is not None:
@@ -86,16 +89,22 @@ def make_figures(run: RunData, out_dir: Path) -> dict[str, Path]:
             tidx = np.asarray(tidx, dtype=int)
             n = len(y_true)
             if len(tidx) != len(thumbs) or (len(tidx) and (tidx.min() < 0 or tidx.max() >= n)):
-                run.notes.append(f"eval/{run.predictions_path.name}: thumb_index does not fit the arrays, "
-                                 "sample grid left out.")
+                run.notes.append(
+                    f"eval/{run.predictions_path.name}: thumb_index does not fit the arrays, sample grid left out."
+                )
             else:
                 figs["samples"] = plots.plot_sample_grid(
-                    thumbs, y_true[tidx], y_pred[tidx],
-                    None if va_true is None else va_true[tidx], None if va_pred is None else va_pred[tidx],
-                    out_dir / FIGURES["samples"])
+                    thumbs,
+                    y_true[tidx],
+                    y_pred[tidx],
+                    None if va_true is None else va_true[tidx],
+                    None if va_pred is None else va_pred[tidx],
+                    out_dir / FIGURES["samples"],
+                )
         else:
-            run.notes.append("No thumbnails (thumbs / thumb_index / y_true / y_prob) in the predictions file: "
-                             "sample grid left out.")
+            run.notes.append(
+                "No thumbnails (thumbs / thumb_index / y_true / y_prob) in the predictions file: sample grid left out."
+            )
         if va_pred is not None and np.isfinite(va_pred).all(axis=1).any():
             if va_true is not None and len(va_true) != len(va_pred):
                 va_true = None

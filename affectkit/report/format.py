@@ -1,4 +1,5 @@
 """Numbers and settings as report text: "n/a" for missing values, fixed decimals, durations as "1h 02m 05s"."""
+
 from __future__ import annotations
 
 import math
@@ -17,8 +18,12 @@ def fmt(value: Any, digits: int = 4) -> str:
         return str(int(value))
     x = to_float(value)
     if not math.isfinite(x):
-        return "n/a" if isinstance(value, (float, np.floating)) or str(value).strip().lower() in (
-            "", "nan", "none", "null", "inf", "-inf") else str(value)
+        return (
+            "n/a"
+            if isinstance(value, (float, np.floating))
+            or str(value).strip().lower() in ("", "nan", "none", "null", "inf", "-inf")
+            else str(value)
+        )
     return f"{x:.{digits}f}"
 
 

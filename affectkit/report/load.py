@@ -5,6 +5,7 @@ A run folder holds (each file optional; what is missing becomes a note for the r
 ``eval/<split>_metrics.json`` and ``eval/<split>_predictions.npz``. Unreadable (corrupt) files raise
 ``ValueError`` naming the file.
 """
+
 from __future__ import annotations
 
 import csv

@@ -5,6 +5,7 @@ Conventions: every function writes one PNG (dpi 110) and returns its path. Figur
 pyplot state is touched. Missing values are NaN (or None / empty strings in metric rows) and are skipped;
 a panel with nothing to show says "no data". Valence and arousal live in [-1, 1].
 """
+
 from __future__ import annotations
 
 import math
@@ -86,15 +87,17 @@ def plot_training_curves(rows: Sequence[Mapping[str, object]], out_png: str | Pa
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, (title, suffix) in zip(axes, panels, strict=False):  # more axes than panels: the grid is full rows
         drawn = False
-        series = [(suffix, "", "k")] if suffix in ("val_score", "lr") else [
-            (f"train_{suffix}", "train", _TRAIN_COLOR), (f"val_{suffix}", "val", _VAL_COLOR)]
+        series = (
+            [(suffix, "", "k")]
+            if suffix in ("val_score", "lr")
+            else [(f"train_{suffix}", "train", _TRAIN_COLOR), (f"val_{suffix}", "val", _VAL_COLOR)]
+        )
         for key, label, color in series:
             y = _column(rows, key) if rows else np.array([])
             ok = np.isfinite(y) & np.isfinite(epochs)
             if not ok.any():
                 continue
-            ax.plot(epochs[ok], y[ok], marker="o", markersize=3, linewidth=1.5, color=color,
-                    label=label or None)
+            ax.plot(epochs[ok], y[ok], marker="o", markersize=3, linewidth=1.5, color=color, label=label or None)
             drawn = True
         ax.set_title(title, fontsize=10)
         ax.tick_params(labelsize=8)
@@ -108,14 +111,15 @@ def plot_training_curves(rows: Sequence[Mapping[str, object]], out_png: str | Pa
         elif ax.get_legend_handles_labels()[1]:
             ax.legend(fontsize=7, loc="best")
         ax.set_xlabel("epoch", fontsize=8)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     fig.tight_layout()
     return _save(fig, out_png)
 
 
-def plot_confusion(cm: Sequence[Sequence[float]] | np.ndarray, names: Sequence[str], out_png: str | Path,
-                   normalize: bool = True) -> Path:
+def plot_confusion(
+    cm: Sequence[Sequence[float]] | np.ndarray, names: Sequence[str], out_png: str | Path, normalize: bool = True
+) -> Path:
     """Confusion matrix heat map, rows = truth, columns = prediction.
 
     With ``normalize`` the colour is the row-normalised share (recall along the diagonal) and each cell shows
@@ -137,8 +141,9 @@ def plot_confusion(cm: Sequence[Sequence[float]] | np.ndarray, names: Sequence[s
     for i in range(k):
         for j in range(k):
             text = f"{int(round(m[i, j]))}\n{100 * share[i, j]:.0f}%" if normalize else f"{int(round(m[i, j]))}"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                    color="white" if shown[i, j] > thresh else "black")
+            ax.text(
+                j, i, text, ha="center", va="center", fontsize=7, color="white" if shown[i, j] > thresh else "black"
+            )
     ax.set_xticks(range(k), names, rotation=45, ha="right", fontsize=8)
     ax.set_yticks(range(k), [f"{n} ({int(t)})" for n, t in zip(names, totals[:, 0], strict=True)], fontsize=8)
     ax.set_xlabel("predicted")
@@ -162,9 +167,16 @@ def _va_pairs(va: np.ndarray | Sequence | None, n: int) -> np.ndarray:
     return a
 
 
-def plot_sample_grid(thumbs: np.ndarray, y_true: Sequence[int] | np.ndarray, y_pred: Sequence[int] | np.ndarray,
-                     va_true: np.ndarray | None, va_pred: np.ndarray | None, out_png: str | Path,
-                     ncols: int = 8, names: Sequence[str] | None = None) -> Path:
+def plot_sample_grid(
+    thumbs: np.ndarray,
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
+    va_true: np.ndarray | None,
+    va_pred: np.ndarray | None,
+    out_png: str | Path,
+    ncols: int = 8,
+    names: Sequence[str] | None = None,
+) -> Path:
     """Grid of face thumbnails titled "T: Happy / P: Sad", green when right, red when wrong, grey if unlabelled;
     with errors among them, a title counts them (evaluation shows errors on purpose, see ``pick_thumbs``).
 
@@ -200,11 +212,16 @@ def plot_sample_grid(thumbs: np.ndarray, y_true: Sequence[int] | np.ndarray, y_p
         ax.imshow(thumbs[i], cmap="gray" if thumbs[i].ndim == 2 else None, interpolation="bilinear")
         t, p = int(y_true[i]), int(y_pred[i])
         color = "gray" if t < 0 or p < 0 else ("green" if t == p else "red")
-        ax.set_title(f"T: {name(t) if t >= 0 else '—'} / P: {name(p) if p >= 0 else '—'}",
-                     fontsize=7.5, color=color, fontweight="bold")
+        ax.set_title(
+            f"T: {name(t) if t >= 0 else '—'} / P: {name(p) if p >= 0 else '—'}",
+            fontsize=7.5,
+            color=color,
+            fontweight="bold",
+        )
         if np.isfinite(vt[i]).any() or np.isfinite(vp[i]).any():
-            ax.set_xlabel(f"V {_fmt_va(vt[i, 0])}→{_fmt_va(vp[i, 0])}  A {_fmt_va(vt[i, 1])}→{_fmt_va(vp[i, 1])}",
-                          fontsize=6.5)
+            ax.set_xlabel(
+                f"V {_fmt_va(vt[i, 0])}→{_fmt_va(vp[i, 0])}  A {_fmt_va(vt[i, 1])}→{_fmt_va(vp[i, 1])}", fontsize=6.5
+            )
         for spine in ax.spines.values():
             spine.set_edgecolor(color)
             spine.set_linewidth(2)
@@ -213,8 +230,7 @@ def plot_sample_grid(thumbs: np.ndarray, y_true: Sequence[int] | np.ndarray, y_p
         axes[0].text(0.5, 0.5, "no samples", ha="center", va="center", color="gray")
     wrong = int(((y_true >= 0) & (y_pred >= 0) & (y_true != y_pred)).sum())
     if wrong:  # evaluation picks errors for up to half the grid: say so, the grid is not a random sample
-        fig.suptitle(f"{wrong} of {k} shown are errors (red), chosen on purpose; the rest are correct",
-                     fontsize=9)
+        fig.suptitle(f"{wrong} of {k} shown are errors (red), chosen on purpose; the rest are correct", fontsize=9)
     fig.tight_layout(pad=0.4)
     return _save(fig, out_png)
 
@@ -227,9 +243,15 @@ _QUADRANTS = (
 )
 
 
-def plot_circumplex(va_true: np.ndarray | None, va_pred: np.ndarray, out_png: str | Path,
-                    y_true: Sequence[int] | np.ndarray | None = None, max_lines: int = 60,
-                    max_points: int = 2000, seed: int = 0) -> Path:
+def plot_circumplex(
+    va_true: np.ndarray | None,
+    va_pred: np.ndarray,
+    out_png: str | Path,
+    y_true: Sequence[int] | np.ndarray | None = None,
+    max_lines: int = 60,
+    max_points: int = 2000,
+    seed: int = 0,
+) -> Path:
     """Valence (x) vs arousal (y) scatter in [-1, 1]²: truth (hollow) and predictions (filled).
 
     ``va_true``/``va_pred`` are (N, 2) arrays of (valence, arousal), NaN = none. Draws the unit circle,
@@ -255,15 +277,34 @@ def plot_circumplex(va_true: np.ndarray | None, va_pred: np.ndarray, out_png: st
     ax.axhline(0, color="0.75", linewidth=0.8)
     ax.axvline(0, color="0.75", linewidth=0.8)
     for x, y, label in _QUADRANTS:
-        ax.text(x, y, label, ha="center", va="center", fontsize=8, color="0.25", style="italic", zorder=4,
-                bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.5})
+        ax.text(
+            x,
+            y,
+            label,
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="0.25",
+            style="italic",
+            zorder=4,
+            bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 1.5},
+        )
 
     has_t = idx[np.isfinite(vt[idx]).all(axis=1)]
     has_p = idx[np.isfinite(vp[idx]).all(axis=1)]
     dense = len(idx) > 400
     alpha, size = (0.3, 6) if dense else (0.8, 14)
-    ax.scatter(vt[has_t, 0], vt[has_t, 1], s=size + 4, facecolors="none", edgecolors="0.35", linewidths=0.6,
-               alpha=alpha, label=f"truth (n={len(has_t)})", zorder=2)
+    ax.scatter(
+        vt[has_t, 0],
+        vt[has_t, 1],
+        s=size + 4,
+        facecolors="none",
+        edgecolors="0.35",
+        linewidths=0.6,
+        alpha=alpha,
+        label=f"truth (n={len(has_t)})",
+        zorder=2,
+    )
     if y_true is not None and len(has_p):
         yt = np.asarray(y_true, dtype=int).reshape(-1)
         if len(yt) != n:
@@ -271,20 +312,45 @@ def plot_circumplex(va_true: np.ndarray | None, va_pred: np.ndarray, out_png: st
         for c in sorted(set(yt[has_p].tolist())):
             sel = has_p[yt[has_p] == c]
             known = 0 <= c < len(EXPRESSIONS)
-            ax.scatter(vp[sel, 0], vp[sel, 1], s=size, color=_CLASS_COLORS[c % 8] if known else "0.6",
-                       alpha=alpha, label=f"pred | true {EXPRESSIONS[c]}" if known else "pred | unlabelled",
-                       zorder=2)
+            ax.scatter(
+                vp[sel, 0],
+                vp[sel, 1],
+                s=size,
+                color=_CLASS_COLORS[c % 8] if known else "0.6",
+                alpha=alpha,
+                label=f"pred | true {EXPRESSIONS[c]}" if known else "pred | unlabelled",
+                zorder=2,
+            )
     else:
-        ax.scatter(vp[has_p, 0], vp[has_p, 1], s=size, color=_VAL_COLOR, alpha=alpha,
-                   label=f"prediction (n={len(has_p)})", zorder=2)
+        ax.scatter(
+            vp[has_p, 0],
+            vp[has_p, 1],
+            s=size,
+            color=_VAL_COLOR,
+            alpha=alpha,
+            label=f"prediction (n={len(has_p)})",
+            zorder=2,
+        )
     # truth->prediction lines on top of the cloud, so the error direction stays visible on dense plots
     both = idx[np.isfinite(vt[idx]).all(axis=1) & np.isfinite(vp[idx]).all(axis=1)]
     if len(both):
         lines = rng.choice(both, min(max_lines, len(both)), replace=False)
         for i in lines:
-            ax.annotate("", xy=(vp[i, 0], vp[i, 1]), xytext=(vt[i, 0], vt[i, 1]), zorder=3,
-                        arrowprops={"arrowstyle": "-|>", "color": "k", "lw": 0.7, "alpha": 0.75,
-                                    "mutation_scale": 6, "shrinkA": 0, "shrinkB": 0})
+            ax.annotate(
+                "",
+                xy=(vp[i, 0], vp[i, 1]),
+                xytext=(vt[i, 0], vt[i, 1]),
+                zorder=3,
+                arrowprops={
+                    "arrowstyle": "-|>",
+                    "color": "k",
+                    "lw": 0.7,
+                    "alpha": 0.75,
+                    "mutation_scale": 6,
+                    "shrinkA": 0,
+                    "shrinkB": 0,
+                },
+            )
         ax.plot([], [], color="k", lw=0.7, label=f"truth → prediction ({len(lines)} shown)")
     if not len(has_p) and not len(has_t):
         ax.text(0, 0.2, "no valence/arousal data", ha="center", color="gray")
@@ -293,8 +359,7 @@ def plot_circumplex(va_true: np.ndarray | None, va_pred: np.ndarray, out_png: st
     ax.set_aspect("equal")
     ax.set_xlabel("valence")
     ax.set_ylabel("arousal")
-    ax.set_title("Valence–arousal circumplex" + (f" ({len(idx)} of {n} shown)" if len(idx) < n else ""),
-                 fontsize=10)
+    ax.set_title("Valence–arousal circumplex" + (f" ({len(idx)} of {n} shown)" if len(idx) < n else ""), fontsize=10)
     if ax.get_legend_handles_labels()[1]:
         legend = ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
         for handle in legend.legend_handles:  # faint points in the plot, readable swatches in the legend
@@ -321,8 +386,9 @@ def plot_per_class(per_class: Mapping[str, Mapping[str, float]], out_png: str | 
         ok = np.isfinite(vals)
         ax.bar(x[ok] + (j - 1) * width, vals[ok], width, color=color, label=key)
     support = [to_float(per_class[n].get("support")) for n in names]
-    ax.set_xticks(x, [f"{n}\n(n={int(s)})" if np.isfinite(s) else n for n, s in zip(names, support, strict=True)],
-                  fontsize=8)
+    ax.set_xticks(
+        x, [f"{n}\n(n={int(s)})" if np.isfinite(s) else n for n, s in zip(names, support, strict=True)], fontsize=8
+    )
     ax.set_ylim(0, 1.05)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncols=3, loc="upper center", bbox_to_anchor=(0.5, 1.15), frameon=False)

@@ -4,6 +4,7 @@ The run report and the comparison share one page layout and stylesheet (``base.h
 table macro per format (``tables.html``, ``tables.md``). HTML templates autoescape every value (run names,
 config values and warnings come from files a user wrote); Markdown templates escape table cells themselves.
 """
+
 from __future__ import annotations
 
 import base64
@@ -25,7 +26,9 @@ def environment() -> jinja2.Environment:
         loader=jinja2.PackageLoader("affectkit.report", "templates"),
         autoescape=jinja2.select_autoescape(["html"]),  # by file name: *.html escapes, *.md does not
         undefined=jinja2.StrictUndefined,
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
     )
     env.filters["md_cell"] = md_cell
     return env

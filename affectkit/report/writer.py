@@ -3,6 +3,7 @@
 What a run folder may hold is described in ``affectkit.report.load``; what is missing becomes a note in the
 report. NaN / null metrics are shown as "n/a".
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,19 @@ from affectkit.report.plots import to_float
 from affectkit.report.render import png_data_uri, render
 
 # names that lived here before the split stay importable from here
-__all__ = ["write_report", "load_run", "RunData", "fmt", "fmt_duration", "metric_value", "png_data_uri",
-           "FIGURES", "EXPRESSION_METRICS", "VA_METRICS", "CONFIG_HIGHLIGHTS"]
+__all__ = [
+    "write_report",
+    "load_run",
+    "RunData",
+    "fmt",
+    "fmt_duration",
+    "metric_value",
+    "png_data_uri",
+    "FIGURES",
+    "EXPRESSION_METRICS",
+    "VA_METRICS",
+    "CONFIG_HIGHLIGHTS",
+]
 
 # Headline metrics: (label, key in <split>_metrics.json).
 EXPRESSION_METRICS: tuple[tuple[str, str], ...] = (
@@ -73,8 +85,13 @@ def dataset_items(metrics: dict[str, Any]) -> list[list[str]]:
     absent = ds.get("absent_classes") or []
     if absent:
         how = "predictions restricted to them" if ds.get("restricted") else "predictions over all 8"
-        items.append(["Evaluated classes", f"{len(classes)}: {', '.join(classes)} (absent: {', '.join(absent)}; "
-                                           f"{how}; F1 macro over these classes)"])
+        items.append(
+            [
+                "Evaluated classes",
+                f"{len(classes)}: {', '.join(classes)} (absent: {', '.join(absent)}; "
+                f"{how}; F1 macro over these classes)",
+            ]
+        )
     heads = ds.get("heads") or {}
     lacking = [h for h, has in heads.items() if not has]
     if lacking:
@@ -95,26 +112,42 @@ def per_dataset_table(run: RunData) -> Table | None:
 
 
 def metric_tables(run: RunData) -> dict[str, Table]:
-    """"expression", "va" and (when the metrics have it) "per_class" tables; none without metrics."""
+    """ "expression", "va" and (when the metrics have it) "per_class" tables; none without metrics."""
     m = run.metrics
     if m is None:
         return {}
     tables: dict[str, Table] = {
         "expression": (["Metric", "Value"], [[label, fmt(metric_value(m, key))] for label, key in EXPRESSION_METRICS]),
-        "va": (["Target"] + [label for label, _ in VA_METRICS],
-               [[t.capitalize()] + [fmt(metric_value(m, t, key)) for _, key in VA_METRICS]
-                for t in ("valence", "arousal")]),
+        "va": (
+            ["Target"] + [label for label, _ in VA_METRICS],
+            [
+                [t.capitalize()] + [fmt(metric_value(m, t, key)) for _, key in VA_METRICS]
+                for t in ("valence", "arousal")
+            ],
+        ),
     }
-    for key, label in (("accuracy_restricted", "Accuracy among the dataset's classes"),
-                       ("accuracy_unrestricted", "Accuracy over all 8 classes")):
+    for key, label in (
+        ("accuracy_restricted", "Accuracy among the dataset's classes"),
+        ("accuracy_unrestricted", "Accuracy over all 8 classes"),
+    ):
         if key in m:
             tables["expression"][1].insert(1, [label, fmt(metric_value(m, key))])
     per_class = m.get("per_class")
     if isinstance(per_class, dict) and per_class:
-        tables["per_class"] = (["Expression", "Precision", "Recall", "F1", "Support"],
-                               [[str(name), fmt(to_float(v.get("precision"))), fmt(to_float(v.get("recall"))),
-                                 fmt(to_float(v.get("f1"))), fmt(v.get("support"), 0)]
-                                for name, v in per_class.items() if isinstance(v, dict)])
+        tables["per_class"] = (
+            ["Expression", "Precision", "Recall", "F1", "Support"],
+            [
+                [
+                    str(name),
+                    fmt(to_float(v.get("precision"))),
+                    fmt(to_float(v.get("recall"))),
+                    fmt(to_float(v.get("f1"))),
+                    fmt(v.get("support"), 0),
+                ]
+                for name, v in per_class.items()
+                if isinstance(v, dict)
+            ],
+        )
     return tables
 
 
@@ -134,11 +167,24 @@ def report_context(run: RunData, figs: dict[str, Path]) -> dict[str, Any]:
         table = tables.get(key) if key in ("per_class", "per_dataset") else None
         if key in figs or table:
             fig = figs.get(key)
-            sections.append({"heading": heading, "table": table, "figure": fig.name if fig else None,
-                             "figure_uri": png_data_uri(fig) if fig else None})
+            sections.append(
+                {
+                    "heading": heading,
+                    "table": table,
+                    "figure": fig.name if fig else None,
+                    "figure_uri": png_data_uri(fig) if fig else None,
+                }
+            )
     headline = {"expression": tables["expression"], "va": tables["va"]} if "expression" in tables else None
-    return {"title": f"affectkit report: {run.display_name}", "split": run.split, "warnings": collapse_warnings(run),
-            "summary": summary_items(run), "headline": headline, "notes": run.notes, "sections": sections}
+    return {
+        "title": f"affectkit report: {run.display_name}",
+        "split": run.split,
+        "warnings": collapse_warnings(run),
+        "summary": summary_items(run),
+        "headline": headline,
+        "notes": run.notes,
+        "sections": sections,
+    }
 
 
 def write_report(run_dir: str | Path, split: str = "test") -> Path:

@@ -1,4 +1,5 @@
 """Reading trained models back from `.ckpt` files, safely (``weights_only=True``: a crafted pickle can't run code)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,8 +14,7 @@ from affectkit.io import atomic_torch_save, resolve_checkpoint
 META_KEY = "affectkit"
 
 
-def model_meta(model, config: dict[str, Any], preprocess=None, heads: dict[str, bool] | None = None
-               ) -> dict[str, Any]:
+def model_meta(model, config: dict[str, Any], preprocess=None, heads: dict[str, bool] | None = None) -> dict[str, Any]:
     """What inference needs besides the weights: the preprocessing contract exactly as training used it
     (``affectkit.preprocess.Preprocess``; from the config when not given) and which heads were trained."""
     from affectkit.preprocess import Preprocess, heads_from_config
@@ -53,10 +53,15 @@ def load_model(path: str | Path):
     ckpt = read_checkpoint(path)
     meta = dict(ckpt[META_KEY])
     meta["contract"], meta["heads"] = restore(meta)
-    model = create_model(meta["backbone"], weights="none", dropout=meta.get("dropout", 0.0),
-                         num_classes=meta.get("num_classes", 8), hidden=meta.get("head_hidden"))
+    model = create_model(
+        meta["backbone"],
+        weights="none",
+        dropout=meta.get("dropout", 0.0),
+        num_classes=meta.get("num_classes", 8),
+        hidden=meta.get("head_hidden"),
+    )
     prefix = "model."
-    state = {k[len(prefix):]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     load_strict(model, state, path, meta["backbone"])
     c = meta["contract"]
     model.preprocess = {"mean": c.mean, "std": c.std, "input_size": c.input_size, "interpolation": c.interpolation}
@@ -75,14 +80,22 @@ def load_strict(module: torch.nn.Module, state: dict[str, Any], path, backbone: 
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
-    shapes = [f"{k} has shape {tuple(state[k].shape)}, the model {tuple(own[k].shape)}" for k in own
-              if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)]
-    parts = [f"{len(keys)} {what} keys (e.g. {', '.join(keys[:3])})"
-             for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
+    shapes = [
+        f"{k} has shape {tuple(state[k].shape)}, the model {tuple(own[k].shape)}"
+        for k in own
+        if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    parts = [
+        f"{len(keys)} {what} keys (e.g. {', '.join(keys[:3])})"
+        for what, keys in (("missing", missing), ("unexpected", unexpected))
+        if keys
+    ]
     parts += [f"{len(shapes)} of other shapes (e.g. {shapes[0]})"] if shapes else []
     parts = parts or [text.splitlines()[0]]
-    raise ValueError(f"{path}: its weights do not fit the {backbone!r} model its metadata names: "
-                     f"{'; '.join(parts)}. The file is damaged or was written for another backbone")
+    raise ValueError(
+        f"{path}: its weights do not fit the {backbone!r} model its metadata names: "
+        f"{'; '.join(parts)}. The file is damaged or was written for another backbone"
+    )
 
 
 def check_resumable(path: str | Path, backbone: str, decay_norm_bias: bool | None = None) -> None:
@@ -91,21 +104,28 @@ def check_resumable(path: str | Path, backbone: str, decay_norm_bias: bool | Non
     groups (``decay_norm_bias`` differs; runs from before that option decayed everything)."""
     ckpt = read_checkpoint(path)
     if "pytorch-lightning_version" not in ckpt or "loops" not in ckpt:
-        raise ValueError(f"{path}: not a training checkpoint (no trainer state): it can be evaluated or used for "
-                         "prediction, but a run resumes only from the last.ckpt that affectkit train wrote")
+        raise ValueError(
+            f"{path}: not a training checkpoint (no trainer state): it can be evaluated or used for "
+            "prediction, but a run resumes only from the last.ckpt that affectkit train wrote"
+        )
     stored = (ckpt[META_KEY].get("config") or {}).get("backbone") or ckpt[META_KEY].get("backbone")
     if stored != backbone:
-        raise ValueError(f"{path}: this run trained backbone {stored!r}, not {backbone!r}: resume with "
-                         f"--backbone {stored} (or start a new run in another --out)")
+        raise ValueError(
+            f"{path}: this run trained backbone {stored!r}, not {backbone!r}: resume with "
+            f"--backbone {stored} (or start a new run in another --out)"
+        )
     stored_decay = (ckpt[META_KEY].get("config") or {}).get("decay_norm_bias", True)
     if decay_norm_bias is not None and bool(stored_decay) != decay_norm_bias:
         flag = str(bool(stored_decay)).lower()
-        raise ValueError(f"{path}: this run was trained with decay_norm_bias={flag}: resume with "
-                         f"--set decay_norm_bias={flag} (its optimiser state has that parameter grouping)")
+        raise ValueError(
+            f"{path}: this run was trained with decay_norm_bias={flag}: resume with "
+            f"--set decay_norm_bias={flag} (its optimiser state has that parameter grouping)"
+        )
 
 
-def save_model_checkpoint(model, path: str | Path, config: dict[str, Any] | None = None, preprocess=None,
-                          heads: dict[str, bool] | None = None) -> Path:
+def save_model_checkpoint(
+    model, path: str | Path, config: dict[str, Any] | None = None, preprocess=None, heads: dict[str, bool] | None = None
+) -> Path:
     """Write a minimal checkpoint (weights + metadata) that `load_model` and inference accept."""
     config = dict(config or {})
     path = Path(path)

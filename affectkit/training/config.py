@@ -9,6 +9,7 @@ Strict types: integers must be integers (not ``"32"``, ``3.0`` or ``true``); num
 are booleans too; quoted ``"no"`` or ``"false"`` are strings and refused); text options take text only. YAML
 files are read with YAML 1.2 number rules (``1e-4`` is a number, not a string) and duplicate keys are refused.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -22,14 +23,42 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 # Lightning's precision values (lightning.fabric.connector._PRECISION_INPUT), plus "auto" (resolved in train()).
-PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true", "transformer-engine",
-              "transformer-engine-float16", "32", "16", "bf16", "64", 32, 16, 64)
+PRECISIONS = (
+    "auto",
+    "32-true",
+    "bf16-mixed",
+    "16-mixed",
+    "bf16-true",
+    "16-true",
+    "64-true",
+    "transformer-engine",
+    "transformer-engine-float16",
+    "32",
+    "16",
+    "bf16",
+    "64",
+    32,
+    16,
+    64,
+)
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 # mode="max" is fixed for checkpoint selection and early stopping: only higher-is-better epoch metrics.
 MONITORS = ("val_score", "val_accuracy", "val_f1_macro", "val_valence_ccc", "val_arousal_ccc")
 # Dataset layouts (affectkit.data.formats.FORMATS; listed here so validating a config imports no reader).
-FORMATS = ("ferplus", "affectnet_csv", "affectnet_npy", "fer2013_csv", "rafdb", "expw", "affwild2", "ckplus",
-           "afew_va", "jaffe", "manifest", "image_folder")
+FORMATS = (
+    "ferplus",
+    "affectnet_csv",
+    "affectnet_npy",
+    "fer2013_csv",
+    "rafdb",
+    "expw",
+    "affwild2",
+    "ckplus",
+    "afew_va",
+    "jaffe",
+    "manifest",
+    "image_folder",
+)
 MIN_IMAGE_SIZE = 32  # every backbone downsamples 32x; VGG16 has no feature map left below this
 
 
@@ -42,9 +71,12 @@ class ConfigError(ValueError):
 Probability = Annotated[float, Field(ge=0, le=1)]
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 NonNegative = Annotated[float, Field(ge=0)]
-Devices = (Literal["auto", -1] | Annotated[int, Field(ge=1)]
-           | Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
-           | Annotated[str, Field(pattern=r"^(-1|\d+|\d+(,\d+)*,?)$")])
+Devices = (
+    Literal["auto", -1]
+    | Annotated[int, Field(ge=1)]
+    | Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
+    | Annotated[str, Field(pattern=r"^(-1|\d+|\d+(,\d+)*,?)$")]
+)
 BatchLimit = Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0, le=1)] | None
 
 
@@ -55,47 +87,57 @@ class TrainConfig(BaseModel):
 
     # data
     # one dataset folder, or a list: folders or {path, format, weight, name} (see affectkit.data.sources)
-    data: str | list[Any] | None = Field(None, json_schema_extra={
-        "allowed": "a dataset folder, or a list of them, each a folder or {path, format, weight, name}"})
+    data: str | list[Any] | None = Field(
+        None,
+        json_schema_extra={
+            "allowed": "a dataset folder, or a list of them, each a folder or {path, format, weight, name}"
+        },
+    )
     format: Literal[FORMATS] | None = None  # type: ignore[valid-type]  # None: detected
     label_mode: Literal["majority", "distribution"] = "majority"  # FER+: hard labels or soft vote targets
-    numeric_classes: bool = False            # image_folder: class folders named 0..7 are AffectNet ids
+    numeric_classes: bool = False  # image_folder: class folders named 0..7 are AffectNet ids
     ckplus_peak_frames: int = Field(3, ge=1)  # CK+: frames labelled at the end of each sequence
     split_by: Literal["auto", "group", "none"] = "auto"  # auto: whole subjects/clips/videos per part when known
-    test_size: Fraction = 0.2                # classic 80/20 study design ...
-    val_size: Fraction = 0.1                 # ... with a validation part carved from train for model selection
-    split_file: str | None = None            # reuse a saved split
-    cache: bool = True                       # decode once into a memory-mapped uint8 store
+    test_size: Fraction = 0.2  # classic 80/20 study design ...
+    val_size: Fraction = 0.1  # ... with a validation part carved from train for model selection
+    split_file: str | None = None  # reuse a saved split
+    cache: bool = True  # decode once into a memory-mapped uint8 store
     decode_device: Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?)$")] | None = None  # "cuda": nvJPEG store
-    strict: bool = False                     # bad files become errors instead of skipped-with-warning
+    strict: bool = False  # bad files become errors instead of skipped-with-warning
     # margin per side around detected faces at inference, matching crops (negative: tighter than MTCNN's box)
     face_margin: Annotated[float, Field(gt=-0.5, le=1)] = 0.2
-    color: Literal["rgb", "gray"] = "rgb"    # gray models (FER+) see every face, colour photos too, as gray
+    color: Literal["rgb", "gray"] = "rgb"  # gray models (FER+) see every face, colour photos too, as gray
     # model
     name: str | None = None
-    backbone: str = "resnet50"               # a registered backbone or "timm:<name>"
+    backbone: str = "resnet50"  # a registered backbone or "timm:<name>"
     weights: Annotated[str, Field(min_length=1)] = "imagenet"  # imagenet | none | PATH
     dropout: Fraction = 0.2
-    num_classes: int = Field(8, ge=8, le=8, json_schema_extra={
-        "allowed": "8 (the 8 AffectNet expressions are fixed in the metrics, evaluation and data module; "
-                   "other class counts are not supported)"})
+    num_classes: int = Field(
+        8,
+        ge=8,
+        le=8,
+        json_schema_extra={
+            "allowed": "8 (the 8 AffectNet expressions are fixed in the metrics, evaluation and data module; "
+            "other class counts are not supported)"
+        },
+    )
     # optimisation (classic study: 224 px RGB, batch 32, Adam, 25 epochs, CE + MSE)
     image_size: int = Field(224, ge=MIN_IMAGE_SIZE, le=4096)
     batch_size: int = Field(32, ge=1)
     epochs: int = Field(25, ge=1)
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-4, gt=0)
-    backbone_lr_mult: NonNegative = 1.0      # < 1: discriminative LRs (backbone learns slower than the new head)
+    backbone_lr_mult: NonNegative = 1.0  # < 1: discriminative LRs (backbone learns slower than the new head)
     weight_decay: NonNegative | None = None  # None: 0.05 for adamw (decoupled), 0 for adam/sgd
-    decay_norm_bias: bool = False            # true: weight decay on norm weights and biases too (the old way)
+    decay_norm_bias: bool = False  # true: weight decay on norm weights and biases too (the old way)
     schedule: Literal["none", "cosine", "step"] = "none"
     warmup_epochs: NonNegative = 0.0
-    step_size: int = Field(10, ge=1)         # step schedule: epochs between decays
+    step_size: int = Field(10, ge=1)  # step schedule: epochs between decays
     step_gamma: float = Field(0.1, gt=0, le=1)
-    freeze_epochs: int = Field(0, ge=0)      # head-only warm-up epochs (backbone frozen)
-    freeze_stages: int = Field(0, ge=0)      # keep the first k backbone stages frozen throughout
+    freeze_epochs: int = Field(0, ge=0)  # head-only warm-up epochs (backbone frozen)
+    freeze_stages: int = Field(0, ge=0)  # keep the first k backbone stages frozen throughout
     grad_clip: NonNegative = 0.0
-    early_stopping: int = Field(0, ge=0)     # patience in epochs on the selection metric; 0 = off
+    early_stopping: int = Field(0, ge=0)  # patience in epochs on the selection metric; 0 = off
     # losses
     expression_loss: Literal["ce", "soft_ce"] = "ce"  # soft_ce: FER+ vote distribution
     class_weights: Literal["none", "balanced"] = "none"  # balanced: inverse frequency, normalised
@@ -108,8 +150,8 @@ class TrainConfig(BaseModel):
     # augmentation (applied on the batch, after transfer to the device)
     aug_flip: bool = True
     aug_affine: float = Field(0.0, ge=0, le=2)  # strength: rotation +-15deg*s, scale +-10%*s, shift +-8%*s
-    aug_color: Probability = 0.0             # brightness/contrast/saturation jitter amplitude
-    aug_erasing: Probability = 0.0           # probability of one random erased rectangle per image
+    aug_color: Probability = 0.0  # brightness/contrast/saturation jitter amplitude
+    aug_erasing: Probability = 0.0  # probability of one random erased rectangle per image
     # selection
     monitor: Literal[MONITORS] = "val_score"  # type: ignore[valid-type]  # see affectkit.metrics.selection_score
     # engine
@@ -117,13 +159,17 @@ class TrainConfig(BaseModel):
     channels_last: bool = True
     seed: int = Field(0, ge=0, le=2**32 - 1)
     deterministic: bool = False
-    num_workers: int = Field(-1, ge=-1)      # -1: auto
+    num_workers: int = Field(-1, ge=-1)  # -1: auto
     accelerator: Literal[ACCELERATORS] = "auto"  # type: ignore[valid-type]
-    devices: Devices = Field("auto", json_schema_extra={
-        "allowed": "auto, -1 (all), a device count >= 1, a list of device ids, or ids as text such as '0,1'"})
+    devices: Devices = Field(
+        "auto",
+        json_schema_extra={
+            "allowed": "auto, -1 (all), a device count >= 1, a list of device ids, or ids as text such as '0,1'"
+        },
+    )
     num_nodes: int = Field(1, ge=1)
-    strategy: str = "auto"                   # auto or a Lightning strategy name (ddp, fsdp, ...)
-    limit_train_batches: BatchLimit = None   # int: batches per epoch; float: fraction of them
+    strategy: str = "auto"  # auto or a Lightning strategy name (ddp, fsdp, ...)
+    limit_train_batches: BatchLimit = None  # int: batches per epoch; float: fraction of them
     limit_val_batches: BatchLimit = None
     ckpt_every_n_steps: int = Field(0, ge=0)  # also save last.ckpt mid-epoch every N steps (crash safety)
     progress: bool = True
@@ -147,7 +193,7 @@ class TrainConfig(BaseModel):
         if v.startswith("timm:"):
             import timm
 
-            if not timm.is_model(v[len("timm:"):]):
+            if not timm.is_model(v[len("timm:") :]):
                 raise ValueError("unknown timm model")
             return v
         from affectkit.models import list_models
@@ -202,15 +248,17 @@ def check_sources(items: list[Any]) -> list[Any]:
         if not isinstance(path, str) or not path:
             raise ValueError(f"{where} needs path: the dataset folder")
         if fmt is not None and fmt not in FORMATS:
-            raise ValueError(f"{where}.format {_short(fmt)} is unknown: use one of {', '.join(FORMATS)}"
-                             f"{_suggest(fmt, list(FORMATS))}")
-        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, (int, float))
-                                   or not math.isfinite(weight) or weight <= 0):
+            raise ValueError(
+                f"{where}.format {_short(fmt)} is unknown: use one of {', '.join(FORMATS)}"
+                f"{_suggest(fmt, list(FORMATS))}"
+            )
+        if weight is not None and (
+            isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0
+        ):
             raise ValueError(f"{where}.weight {_short(weight)} is not a number > 0: give its share of the draws")
         if name is not None and (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name)):
             raise ValueError(f"{where}.name {_short(name)}: use letters, digits, '_', '.' or '-'")
-        out.append({"path": path, "format": fmt, "weight": None if weight is None else float(weight),
-                    "name": name})
+        out.append({"path": path, "format": fmt, "weight": None if weight is None else float(weight), "name": name})
     weighted = [isinstance(x, dict) and x["weight"] is not None for x in out]
     if any(weighted) and not all(weighted):
         raise ValueError("weight is given for some datasets only: give every dataset a weight, or none")
@@ -243,8 +291,15 @@ def _resolve_refs(node: Any, defs: dict) -> Any:
     return node
 
 
-_TYPE_WORDS = {"integer": "an integer", "number": "a number", "string": "text", "boolean": "true or false",
-               "null": "null", "object": "a mapping", "array": "a list"}
+_TYPE_WORDS = {
+    "integer": "an integer",
+    "number": "a number",
+    "string": "text",
+    "boolean": "true or false",
+    "null": "null",
+    "object": "a mapping",
+    "array": "a list",
+}
 _BOUNDS = (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
 
 
@@ -352,7 +407,8 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = Fal
         line = key_node.start_mark.line + 1
         if isinstance(key, (str, int, float, bool)) and key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first on line {seen[key]})", key_node.start_mark)
+                None, None, f"duplicate key {key!r} (first on line {seen[key]})", key_node.start_mark
+            )
         if isinstance(key, (str, int, float, bool)):
             seen[key] = line
     return loader.construct_mapping(node, deep=deep)
@@ -369,8 +425,9 @@ def parse_yaml(text: str, source: str) -> Any:
         mark = getattr(err, "problem_mark", None)
         at = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else source
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"malformed YAML: {problem} ({at}): fix the YAML there (values holding ': ' or ' #' "
-                          f"need quotes)") from None
+        raise ConfigError(
+            f"malformed YAML: {problem} ({at}): fix the YAML there (values holding ': ' or ' #' need quotes)"
+        ) from None
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -386,12 +443,15 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
-        raise ConfigError(f"a config must be a mapping of option: value, got {type(loaded).__name__} ({p}): "
-                          f"write one 'option: value' per line")
+        raise ConfigError(
+            f"a config must be a mapping of option: value, got {type(loaded).__name__} ({p}): "
+            f"write one 'option: value' per line"
+        )
     bad = [k for k in loaded if not isinstance(k, str)]
     if bad:
-        raise ConfigError(f"config option names must be text, got {_short(bad[0])} ({p}): "
-                          f"use option names such as epochs, lr")
+        raise ConfigError(
+            f"config option names must be text, got {_short(bad[0])} ({p}): use option names such as epochs, lr"
+        )
     return loaded
 
 
@@ -399,8 +459,9 @@ def build_config(values: dict[str, Any], sources: dict[str, str] | None = None) 
     """A validated `TrainConfig` from ``values``; errors name ``sources[key]`` (e.g. the file) where known."""
     bad = [k for k in values if not isinstance(k, str)]
     if bad:
-        raise ConfigError(f"config option names must be text, got {_short(bad[0])} (config): "
-                          f"use option names such as epochs, lr")
+        raise ConfigError(
+            f"config option names must be text, got {_short(bad[0])} (config): use option names such as epochs, lr"
+        )
     try:
         return TrainConfig(**values)
     except ConfigError as err:

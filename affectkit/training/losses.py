@@ -1,4 +1,5 @@
 """Losses for the multi-task head: cross-entropy variants for expression, MSE and CCC for valence/arousal."""
+
 from __future__ import annotations
 
 import torch
@@ -36,8 +37,17 @@ def balanced_class_weights(counts) -> torch.Tensor:
     return w * present / w.sum().clamp(min=1e-12)
 
 
-def multitask_loss(logits, va, batch, *, expression_loss="ce", class_weight=None, label_smoothing=0.0,
-                   va_kind="mse", weights=(1.0, 1.0, 1.0)) -> dict[str, torch.Tensor]:
+def multitask_loss(
+    logits,
+    va,
+    batch,
+    *,
+    expression_loss="ce",
+    class_weight=None,
+    label_smoothing=0.0,
+    va_kind="mse",
+    weights=(1.0, 1.0, 1.0),
+) -> dict[str, torch.Tensor]:
     """Per-task losses over the samples that have each label, and their weighted sum as ``loss``."""
     logits = logits.float()
     va = va.float()

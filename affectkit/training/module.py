@@ -1,4 +1,5 @@
 """The LightningModule: multi-task steps, epoch metrics, optimisers and schedules."""
+
 from __future__ import annotations
 
 import math
@@ -33,9 +34,14 @@ class AffectModule(L.LightningModule):
     mean: torch.Tensor  # input normalisation, registered as buffers so they follow the device
     std: torch.Tensor
 
-    def __init__(self, config: dict[str, Any], class_weight: list[float] | None = None,
-                 preprocess: dict[str, Any] | None = None, heads: dict[str, bool] | None = None,
-                 tta: bool = False):
+    def __init__(
+        self,
+        config: dict[str, Any],
+        class_weight: list[float] | None = None,
+        preprocess: dict[str, Any] | None = None,
+        heads: dict[str, bool] | None = None,
+        tta: bool = False,
+    ):
         """``preprocess`` (a stored ``Preprocess`` dict) restores a trained model's contract; None builds it from
         ``config``. ``heads`` says which heads have labels and a loss weight (stored with the model). ``tta``:
         validation and test average each prediction with that of the mirrored image (an evaluation choice, not
@@ -47,10 +53,14 @@ class AffectModule(L.LightningModule):
         from affectkit.preprocess import Preprocess, heads_from_config
 
         self.cfg = TrainConfig(**config)
-        self.model = create_model(self.cfg.backbone, weights=self.cfg.weights, dropout=self.cfg.dropout,
-                                  num_classes=self.cfg.num_classes)
-        self.contract = (Preprocess.from_dict(preprocess) if preprocess is not None
-                         else Preprocess.from_config(self.cfg.to_dict(), self.model.preprocess))
+        self.model = create_model(
+            self.cfg.backbone, weights=self.cfg.weights, dropout=self.cfg.dropout, num_classes=self.cfg.num_classes
+        )
+        self.contract = (
+            Preprocess.from_dict(preprocess)
+            if preprocess is not None
+            else Preprocess.from_config(self.cfg.to_dict(), self.model.preprocess)
+        )
         self.heads = dict(heads) if heads is not None else heads_from_config(config)
         self.register_buffer("mean", torch.tensor(self.contract.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(self.contract.std).view(1, 3, 1, 1), persistent=False)
@@ -93,9 +103,16 @@ class AffectModule(L.LightningModule):
             logits_f, va_f = self(x.flip(-1))
             logits, va = (logits + logits_f) / 2, (va + va_f) / 2
         c = self.cfg
-        losses = multitask_loss(logits, va, batch, expression_loss=c.expression_loss,
-                                class_weight=self.class_weight, label_smoothing=c.label_smoothing,
-                                va_kind=c.va_loss, weights=(c.loss_expression, c.loss_valence, c.loss_arousal))
+        losses = multitask_loss(
+            logits,
+            va,
+            batch,
+            expression_loss=c.expression_loss,
+            class_weight=self.class_weight,
+            label_smoothing=c.label_smoothing,
+            va_kind=c.va_loss,
+            weights=(c.loss_expression, c.loss_valence, c.loss_arousal),
+        )
         bs = x.shape[0]
         on_step = stage == "train"
         if on_step:
@@ -105,18 +122,31 @@ class AffectModule(L.LightningModule):
             self._train_count += bs
         else:
             for k, v in losses.items():
-                self.log(f"{stage}_{k}", v.detach(), on_step=False, on_epoch=True, batch_size=bs, sync_dist=True,
-                         prog_bar=(k == "loss"))
+                self.log(
+                    f"{stage}_{k}",
+                    v.detach(),
+                    on_step=False,
+                    on_epoch=True,
+                    batch_size=bs,
+                    sync_dist=True,
+                    prog_bar=(k == "loss"),
+                )
         probs = logits.detach().float().softmax(-1)
         exp = batch["expression"]
         m = exp >= 0
         if on_step and m.any():
             acc = (probs[m].argmax(-1) == exp[m]).float().mean()
             self.log(f"{stage}_acc", acc, on_step=on_step, on_epoch=False, prog_bar=True, batch_size=int(m.sum()))
-        self._outputs[stage].append({
-            "probs": probs.cpu(), "va": va.detach().float().cpu(), "expression": exp.cpu(),
-            "valence": batch["valence"].cpu(), "arousal": batch["arousal"].cpu(), "index": batch["index"].cpu(),
-        })
+        self._outputs[stage].append(
+            {
+                "probs": probs.cpu(),
+                "va": va.detach().float().cpu(),
+                "expression": exp.cpu(),
+                "valence": batch["valence"].cpu(),
+                "arousal": batch["arousal"].cpu(),
+                "index": batch["index"].cpu(),
+            }
+        )
         return losses["loss"]
 
     def training_step(self, batch, batch_idx):
@@ -174,8 +204,11 @@ class AffectModule(L.LightningModule):
         m = self.epoch_metrics(stage)
         if not m:
             return m
-        flat = {f"{stage}_accuracy": m.get("accuracy"), f"{stage}_f1_macro": m.get("f1_macro"),
-                f"{stage}_score": m.get("score")}
+        flat = {
+            f"{stage}_accuracy": m.get("accuracy"),
+            f"{stage}_f1_macro": m.get("f1_macro"),
+            f"{stage}_score": m.get("score"),
+        }
         for dim in ("valence", "arousal"):
             for k in ("rmse", "ccc"):
                 flat[f"{stage}_{dim}_{k}"] = (m.get(dim) or {}).get(k)
@@ -204,8 +237,14 @@ class AffectModule(L.LightningModule):
                 continue
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                m = multitask_metrics(g["expression"][sel], g["probs"][sel], g["valence"][sel], g["va"][sel, 0],
-                                      g["arousal"][sel], g["va"][sel, 1])
+                m = multitask_metrics(
+                    g["expression"][sel],
+                    g["probs"][sel],
+                    g["valence"][sel],
+                    g["va"][sel, 0],
+                    g["arousal"][sel],
+                    g["va"][sel, 1],
+                )
             values = {"accuracy": m["accuracy"], "f1_macro": m["f1_macro"]} if m["n_expression"] else {}
             for dim in ("valence", "arousal"):
                 if m[f"n_{dim}"]:
@@ -217,8 +256,9 @@ class AffectModule(L.LightningModule):
         if not self._train_sums:
             return
         keys = sorted(self._train_sums)
-        sums = torch.stack([self._train_sums[k] for k in keys] + [torch.tensor(float(self._train_count),
-                                                                               device=self.device)])
+        sums = torch.stack(
+            [self._train_sums[k] for k in keys] + [torch.tensor(float(self._train_count), device=self.device)]
+        )
         if self.trainer is not None and self.trainer.world_size > 1:
             sums = self._gather(sums).reshape(-1, len(keys) + 1).sum(0)
         for k, v in zip(keys, (sums[:-1] / sums[-1].clamp(min=1)).tolist(), strict=True):
@@ -261,8 +301,9 @@ class AffectModule(L.LightningModule):
             # needs it, so runs without one (and their exact resume) draw as they always did
             return opt
         total = max(1, self.trainer.estimated_stepping_batches)
-        sched = build_scheduler(opt, self.cfg, steps_per_epoch=total // max(1, self.trainer.max_epochs),
-                                total_steps=total)
+        sched = build_scheduler(
+            opt, self.cfg, steps_per_epoch=total // max(1, self.trainer.max_epochs), total_steps=total
+        )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -288,9 +329,15 @@ class AffectModule(L.LightningModule):
             torch_rng = self._gather(torch_rng.to(self.device)).cpu().reshape(world, -1)
         np_state = cast(tuple, np.random.get_state())  # the legacy tuple form
         state: dict[str, Any] = {
-            "torch": torch_rng, "world_size": world,
-            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]),
-                      int(np_state[3]), float(np_state[4])],
+            "torch": torch_rng,
+            "world_size": world,
+            "numpy": [
+                np_state[0],
+                torch.from_numpy(np_state[1].astype(np.int64)),
+                int(np_state[2]),
+                int(np_state[3]),
+                float(np_state[4]),
+            ],
             "python": random.getstate(),
         }
         if torch.cuda.is_available():
@@ -298,8 +345,14 @@ class AffectModule(L.LightningModule):
         g = self.gathered("train")
         state["train_outputs"] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in g.items()}
         keys = sorted(self._train_sums)
-        sums = torch.stack([self._train_sums[k].float() for k in keys] +
-                           [torch.tensor(float(self._train_count), device=self.device)]) if keys else None
+        sums = (
+            torch.stack(
+                [self._train_sums[k].float() for k in keys]
+                + [torch.tensor(float(self._train_count), device=self.device)]
+            )
+            if keys
+            else None
+        )
         if sums is not None and world > 1:
             sums = self._gather(sums).reshape(world, -1).sum(0)
         state["train_sums"] = {"keys": keys, "values": sums.cpu() if sums is not None else torch.zeros(0)}

@@ -1,4 +1,5 @@
 """Optimiser parameter groups and learning-rate schedules, as `AffectModule.configure_optimizers` uses them."""
+
 from __future__ import annotations
 
 from typing import Any, cast
@@ -38,8 +39,7 @@ def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, Any
         no_decay: list[torch.nn.Parameter] = []
         for name, p in part.named_parameters():
             (no_decay if p.ndim <= 1 or name.endswith(".bias") else decay).append(p)
-        groups += [{"params": decay, "lr": lr, "weight_decay": wd},
-                   {"params": no_decay, "lr": lr, "weight_decay": 0.0}]
+        groups += [{"params": decay, "lr": lr, "weight_decay": wd}, {"params": no_decay, "lr": lr, "weight_decay": 0.0}]
     return [g for g in groups if g["params"]]
 
 
@@ -59,8 +59,9 @@ def scheduled(cfg: TrainConfig) -> bool:
     return not (cfg.schedule == "none" and cfg.warmup_epochs <= 0)
 
 
-def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int,
-                    total_steps: int) -> lr_scheduler.LRScheduler | None:
+def build_scheduler(
+    opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int, total_steps: int
+) -> lr_scheduler.LRScheduler | None:
     """A per-step schedule: linear warm-up over ``warmup_epochs``, then cosine to 0 at ``total_steps``, step
     decay by ``step_gamma`` every ``step_size`` epochs, or constant. None when there is nothing to schedule.
 
@@ -79,13 +80,17 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoc
         every = spe * cfg.step_size
         # MultiStepLR counts from the end of warm-up; shift the decays back onto absolute epoch boundaries (one
         # due during warm-up applies as soon as it ends, as a milestone at 0)
-        main = lr_scheduler.MultiStepLR(opt, [max(0, m - warm) for m in range(every, total + every, every)],
-                                        gamma=cfg.step_gamma)
+        main = lr_scheduler.MultiStepLR(
+            opt, [max(0, m - warm) for m in range(every, total + every, every)], gamma=cfg.step_gamma
+        )
     else:
         main = lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
     if warm == 0:
         return main
     # a one-step warm-up runs at the full LR (1 / 1), yet still delays the main schedule by that step
-    ramp = (lr_scheduler.LinearLR(opt, start_factor=1.0 / warm, end_factor=1.0, total_iters=warm - 1) if warm > 1
-            else lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0))
+    ramp = (
+        lr_scheduler.LinearLR(opt, start_factor=1.0 / warm, end_factor=1.0, total_iters=warm - 1)
+        if warm > 1
+        else lr_scheduler.ConstantLR(opt, factor=1.0, total_iters=0)
+    )
     return lr_scheduler.SequentialLR(opt, [ramp, main], milestones=[warm])

@@ -1,4 +1,5 @@
 """Run folders, config resolution, callbacks, and `train()`: the function behind `affectkit train`."""
+
 from __future__ import annotations
 
 import contextlib
@@ -46,8 +47,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             return torch.load(path, map_location=map_location, weights_only=True)
         except Exception as e:  # refused unpickling (crafted file) or a corrupt one
             first = str(e).splitlines()[0] if str(e) else ""
-            raise ValueError(f"{path}: not a loadable checkpoint with weights_only=True ({type(e).__name__}: {first})"
-                             ) from e
+            raise ValueError(
+                f"{path}: not a loadable checkpoint with weights_only=True ({type(e).__name__}: {first})"
+            ) from e
 
 
 def is_primary_process() -> bool:
@@ -59,11 +61,32 @@ def is_primary_process() -> bool:
             return False
     return True
 
+
 EPOCH_COLUMNS = [
-    "epoch", "train_loss", "train_loss_expression", "train_loss_valence", "train_loss_arousal", "train_accuracy",
-    "train_f1_macro", "train_valence_rmse", "train_valence_ccc", "train_arousal_rmse", "train_arousal_ccc",
-    "val_loss", "val_loss_expression", "val_loss_valence", "val_loss_arousal", "val_accuracy", "val_f1_macro",
-    "val_valence_rmse", "val_valence_ccc", "val_arousal_rmse", "val_arousal_ccc", "val_score", "lr", "time_s",
+    "epoch",
+    "train_loss",
+    "train_loss_expression",
+    "train_loss_valence",
+    "train_loss_arousal",
+    "train_accuracy",
+    "train_f1_macro",
+    "train_valence_rmse",
+    "train_valence_ccc",
+    "train_arousal_rmse",
+    "train_arousal_ccc",
+    "val_loss",
+    "val_loss_expression",
+    "val_loss_valence",
+    "val_loss_arousal",
+    "val_accuracy",
+    "val_f1_macro",
+    "val_valence_rmse",
+    "val_valence_ccc",
+    "val_arousal_rmse",
+    "val_arousal_ccc",
+    "val_score",
+    "lr",
+    "time_s",
 ]
 
 
@@ -160,8 +183,9 @@ def _check_folder_path(run: Path) -> None:
         if p.exists():
             if not p.is_dir():
                 what = "--out" if p == run else f"the folder {p} in --out"
-                raise FileExistsError(f"{what} names an existing file, not a folder ({p}): choose a new folder "
-                                      f"for the run")
+                raise FileExistsError(
+                    f"{what} names an existing file, not a folder ({p}): choose a new folder for the run"
+                )
             return
 
 
@@ -236,8 +260,12 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     assert cfg.data is not None  # checked above; resolving keeps it
     run = new_run_dir(out, cfg, resume, create=False)
     primary = is_primary_process()
-    read_kw: dict[str, Any] = dict(strict=cfg.strict, label_mode=cfg.label_mode, numeric_classes=cfg.numeric_classes,
-                   peak_frames=cfg.ckplus_peak_frames)
+    read_kw: dict[str, Any] = dict(
+        strict=cfg.strict,
+        label_mode=cfg.label_mode,
+        numeric_classes=cfg.numeric_classes,
+        peak_frames=cfg.ckplus_peak_frames,
+    )
     if is_multi(cfg.data):  # each dataset read (and below split) on its own, keys prefixed with its name
         sources = data_sources(cfg.data, cfg.format)
         parts = read_sources(sources, **read_kw)
@@ -245,7 +273,9 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     else:
         assert isinstance(cfg.data, str)  # one dataset
         records = read_dataset(cfg.data, format=cfg.format, **read_kw)
-    split_kw: dict[str, Any] = dict(test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed, split_by=cfg.split_by)
+    split_kw: dict[str, Any] = dict(
+        test_size=cfg.test_size, val_size=cfg.val_size, seed=cfg.seed, split_by=cfg.split_by
+    )
     split_path = run / "split.json"
     if split_path.is_file():
         split = load_split(split_path)
@@ -298,18 +328,32 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
     sources = data_sources(cfg.data, cfg.format) if is_multi(cfg.data) else []
     # weights are given for every dataset or for none (checked with the config)
     weights = {s.name: float(s.weight or 0.0) for s in sources} if sources and sources[0].weight is not None else None
-    dm = AffectDataModule(records, split, image_size=contract, batch_size=cfg.batch_size, cache=cfg.cache,
-                          num_workers=cfg.num_workers, balanced_sampling=cfg.balanced_sampling, seed=cfg.seed,
-                          strict=cfg.strict, progress=cfg.progress, decode_device=cfg.decode_device,
-                          source_weights=weights)
+    dm = AffectDataModule(
+        records,
+        split,
+        image_size=contract,
+        batch_size=cfg.batch_size,
+        cache=cfg.cache,
+        num_workers=cfg.num_workers,
+        balanced_sampling=cfg.balanced_sampling,
+        seed=cfg.seed,
+        strict=cfg.strict,
+        progress=cfg.progress,
+        decode_device=cfg.decode_device,
+        source_weights=weights,
+    )
     dm.setup("fit")
     if "val" not in dm.datasets:
         raise ValueError("the split has no validation part: checkpoints are chosen on it (set val_size > 0)")
     class_weight = None
     if cfg.class_weights == "balanced":
         class_weight = balanced_class_weights(dm.class_counts("train")).tolist()
-    module = AffectModule(cfg.to_dict(), class_weight=class_weight, preprocess=contract.to_dict(),
-                          heads=trained_heads(cfg, dm.datasets["train"]))
+    module = AffectModule(
+        cfg.to_dict(),
+        class_weight=class_weight,
+        preprocess=contract.to_dict(),
+        heads=trained_heads(cfg, dm.datasets["train"]),
+    )
     if sources:  # validation metrics per dataset too (val/<name>/accuracy, ...)
         names = [s.name for s in sources]
         module.val_sources = (names, source_index(dm.datasets["val"].samples, names))
@@ -319,30 +363,56 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
         for stale in ckpt_dir.glob(".*.tmp"):  # a write cut short by a kill; the checkpoint it targeted is intact
             stale.unlink(missing_ok=True)
     callbacks: list[Callback] = [
-        ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=cfg.monitor, mode="max", save_last=True,
-                        enable_version_counter=False, auto_insert_metric_name=False),
+        ModelCheckpoint(
+            dirpath=ckpt_dir,
+            filename="best",
+            monitor=cfg.monitor,
+            mode="max",
+            save_last=True,
+            enable_version_counter=False,
+            auto_insert_metric_name=False,
+        ),
         EpochMetricsWriter(run),
     ]
     if cfg.ckpt_every_n_steps:
-        callbacks.append(ModelCheckpoint(dirpath=ckpt_dir, filename="last", every_n_train_steps=cfg.ckpt_every_n_steps,
-                                         save_top_k=1, monitor=None, enable_version_counter=False))
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=ckpt_dir,
+                filename="last",
+                every_n_train_steps=cfg.ckpt_every_n_steps,
+                save_top_k=1,
+                monitor=None,
+                enable_version_counter=False,
+            )
+        )
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=cfg.monitor, mode="max", patience=cfg.early_stopping))
     trainer = L.Trainer(
-        max_epochs=cfg.epochs, accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy, precision=cfg.precision, deterministic=cfg.deterministic,
-        gradient_clip_val=cfg.grad_clip or None, callbacks=callbacks, logger=False, default_root_dir=run,
-        enable_progress_bar=cfg.progress, enable_model_summary=False, num_sanity_val_steps=0,
-        limit_train_batches=cfg.limit_train_batches, limit_val_batches=cfg.limit_val_batches,
-        log_every_n_steps=10, plugins=[AtomicCheckpointIO()],
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=cfg.precision,
+        deterministic=cfg.deterministic,
+        gradient_clip_val=cfg.grad_clip or None,
+        callbacks=callbacks,
+        logger=False,
+        default_root_dir=run,
+        enable_progress_bar=cfg.progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_train_batches=cfg.limit_train_batches,
+        limit_val_batches=cfg.limit_val_batches,
+        log_every_n_steps=10,
+        plugins=[AtomicCheckpointIO()],
     )
     if resume:
         check_resumable(ckpt_dir / "last.ckpt", cfg.backbone, cfg.decay_norm_bias)
     t0 = time.time()
     with warnings.catch_warnings():
         quiet_lightning()
-        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_dir / "last.ckpt") if resume else None,
-                    weights_only=True)
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_dir / "last.ckpt") if resume else None, weights_only=True)
     if trainer.is_global_zero:
         ck = cast(ModelCheckpoint, callbacks[0])
         summary = {
@@ -352,7 +422,8 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
             "epochs_run": trainer.current_epoch,
             "wall_time_s": round(time.time() - t0, 2),
             "precision": cfg.precision,
-            "n_train": len(dm.datasets["train"]), "n_val": len(dm.datasets["val"]),
+            "n_train": len(dm.datasets["train"]),
+            "n_val": len(dm.datasets["val"]),
         }
         prev = run / "train_summary.json"
         if resume and prev.is_file():
@@ -365,8 +436,11 @@ def trained_heads(cfg: TrainConfig, train_set) -> dict[str, bool]:
     import numpy as np
 
     lab = train_set.labels
-    has = {"expression": bool((lab["expression"] >= 0).any()), "valence": bool(np.isfinite(lab["valence"]).any()),
-           "arousal": bool(np.isfinite(lab["arousal"]).any())}
+    has = {
+        "expression": bool((lab["expression"] >= 0).any()),
+        "valence": bool(np.isfinite(lab["valence"]).any()),
+        "arousal": bool(np.isfinite(lab["arousal"]).any()),
+    }
     return {k: has[k] and float(getattr(cfg, f"loss_{k}")) > 0 for k in has}
 
 

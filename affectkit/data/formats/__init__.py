@@ -6,6 +6,7 @@ A reader module has ``NAME``, ``DESCRIPTION`` (what detection looks for, shown w
 ``looks_like(path)`` and ``read(root, options: ReadOptions)``. Detection never guesses labels: a folder that
 matches no layout is an error listing every layout, never read as numbered classes.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -62,15 +63,19 @@ def detect_format(path: str | Path) -> str:
         for name in _FILE_READERS:
             if READERS[name].looks_like(path):
                 return name
-        raise ValueError(f"not a dataset file ({path}): a file is read only as a manifest CSV with a 'path' "
-                         f"column or as FER2013's fer2013.csv; for other layouts pass the dataset folder")
+        raise ValueError(
+            f"not a dataset file ({path}): a file is read only as a manifest CSV with a 'path' "
+            f"column or as FER2013's fer2013.csv; for other layouts pass the dataset folder"
+        )
     for name, reader in READERS.items():
         if reader.looks_like(path):
             return name
     looked_for = "\n".join(f"  {name}: {reader.DESCRIPTION}" for name, reader in READERS.items())
-    raise ValueError(f"no dataset layout found ({path}): arrange the data as one of these layouts or pass "
-                     f"--format (class folders named by id 0..7: --format image_folder --numeric-classes):\n"
-                     f"{looked_for}")
+    raise ValueError(
+        f"no dataset layout found ({path}): arrange the data as one of these layouts or pass "
+        f"--format (class folders named by id 0..7: --format image_folder --numeric-classes):\n"
+        f"{looked_for}"
+    )
 
 
 def read_dataset(
@@ -89,8 +94,10 @@ def read_dataset(
     ``format="image_folder"``); ``peak_frames`` is the number of labelled frames at the end of a CK+ sequence.
     """
     if numeric_classes and format not in (None, "image_folder"):
-        raise ValueError(f"numeric class folders apply to image_folder only (numeric_classes with format "
-                         f"{format}): drop --numeric-classes or use --format image_folder")
+        raise ValueError(
+            f"numeric class folders apply to image_folder only (numeric_classes with format "
+            f"{format}): drop --numeric-classes or use --format image_folder"
+        )
     if format is None:
         format = "image_folder" if numeric_classes else detect_format(path)
     if label_mode not in ferplus.LABEL_MODES:
@@ -100,8 +107,9 @@ def read_dataset(
     path = Path(path).expanduser()
     if not path.exists():
         raise FileNotFoundError(_MISSING.format(path=path))
-    options = ReadOptions(strict=strict, label_mode=label_mode, numeric_classes=numeric_classes,
-                          peak_frames=peak_frames)
+    options = ReadOptions(
+        strict=strict, label_mode=label_mode, numeric_classes=numeric_classes, peak_frames=peak_frames
+    )
     return READERS[format].read(path.resolve(), options)
 
 

@@ -14,6 +14,7 @@ Conventions (all readers):
   a malformed line or an unknown code the same way: that entry is skipped with a warning, the rest is read.
 - A label a dataset does not have is ``None``, never 0 (an expression-only set has no valence/arousal).
 """
+
 from __future__ import annotations
 
 import csv
@@ -35,9 +36,14 @@ from affectkit.labels import AFFECTNET_INVALID_VA, AFFECTNET_NON_EXPRESSION, NUM
 MAX_FILE_WARNINGS = 20
 
 _SPLIT_NAMES = {
-    "train": "train", "training": "train",
-    "val": "val", "valid": "val", "validation": "val", "dev": "val",
-    "test": "test", "testing": "test",
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
 }
 
 
@@ -75,8 +81,9 @@ def _scalar(value: object, source: str) -> object:
     """Unwrap a 0-d / 1-element numpy array (np.load of AffectNet's npy files) into a Python scalar."""
     if isinstance(value, np.ndarray):
         if value.size != 1:
-            raise ValueError(f"{source}: holds {value.size} values (an array of shape {value.shape}); a label "
-                             f"file holds exactly one")
+            raise ValueError(
+                f"{source}: holds {value.size} values (an array of shape {value.shape}); a label file holds exactly one"
+            )
         value = value.reshape(()).item()
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
@@ -176,8 +183,10 @@ class Collector:
         if category is not None:
             self.excluded[category] += 1
         if self._n_warned < MAX_FILE_WARNINGS:
-            warnings.warn(f"skipping {message}" if category is not None else f"{message}; ignored, the image is kept",
-                          stacklevel=3)
+            warnings.warn(
+                f"skipping {message}" if category is not None else f"{message}; ignored, the image is kept",
+                stacklevel=3,
+            )
         self._n_warned += 1
 
     def drop(self, reason: str) -> None:
@@ -219,8 +228,14 @@ class Collector:
         # parsed above, or by the caller (parsed=True): typed by the parsers, not by this signature
         labels: dict[str, Any] = {"expression": expression, "valence": valence, "arousal": arousal}
         sample = Sample(
-            image=image, **labels,
-            landmarks=landmarks, box=box, soft_label=soft_label, split=split, key=key, group=group,
+            image=image,
+            **labels,
+            landmarks=landmarks,
+            box=box,
+            soft_label=soft_label,
+            split=split,
+            key=key,
+            group=group,
         )
         self.samples.append(sample)
         return sample
@@ -228,12 +243,17 @@ class Collector:
     def records(self) -> ReadRecords:
         if self._n_warned > MAX_FILE_WARNINGS:
             warnings.warn(
-                f"{self._n_warned - MAX_FILE_WARNINGS} more bad files skipped in {self.root} "
-                f"(see Records.problems)", stacklevel=3,
+                f"{self._n_warned - MAX_FILE_WARNINGS} more bad files skipped in {self.root} (see Records.problems)",
+                stacklevel=3,
             )
         return ReadRecords(
-            samples=self.samples, format=self.fmt, root=self.root, excluded=self.excluded,
-            problems=self.problems, n_found=self.n_found, group_kind=self.group_kind,
+            samples=self.samples,
+            format=self.fmt,
+            root=self.root,
+            excluded=self.excluded,
+            problems=self.problems,
+            n_found=self.n_found,
+            group_kind=self.group_kind,
         )
 
     def code(self, table: dict, raw: object, source: str, name: str = "label") -> tuple[bool, int | None]:
@@ -247,8 +267,9 @@ class Collector:
             except (TypeError, ValueError):
                 key = None
         if key is None or key not in table:
-            self.problem(source, f"unknown {name} {raw!r} (expected one of {', '.join(map(str, table))})",
-                         "bad annotation")
+            self.problem(
+                source, f"unknown {name} {raw!r} (expected one of {', '.join(map(str, table))})", "bad annotation"
+            )
             return False, None
         return True, table[key]
 
@@ -278,8 +299,11 @@ def image_names(folder: Path) -> list[str]:
         names = scandir_names(folder)
     except OSError:
         return []
-    return sorted(n for n, is_dir in names.items()
-                  if not is_dir and not n.startswith(".") and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS)
+    return sorted(
+        n
+        for n, is_dir in names.items()
+        if not is_dir and not n.startswith(".") and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS
+    )
 
 
 # Crops around landmarks: a square on the points' bounding box, this much wider per side than its larger side

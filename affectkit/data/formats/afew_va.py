@@ -12,6 +12,7 @@ No expression labels (``expression`` is None: only the valence/arousal heads lea
 splits. A clip whose JSON is unreadable is skipped; a frame with values outside -10..10, without usable
 landmarks or without its image is skipped, each with a warning.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,9 @@ VA_SCALE = 10.0
 
 
 def _clips(root: Path) -> list[str]:
-    return sorted(n for n, is_dir in scandir_names(root).items()
-                  if is_dir and n.isdigit() and (root / n / f"{n}.json").is_file())
+    return sorted(
+        n for n, is_dir in scandir_names(root).items() if is_dir and n.isdigit() and (root / n / f"{n}.json").is_file()
+    )
 
 
 def looks_like(root: Path) -> bool:
@@ -63,8 +65,9 @@ def _read_clip(collector: Collector, root: Path, clip: str) -> None:
             raise TypeError("'frames' is not an object")
     except (ValueError, KeyError, TypeError) as err:
         collector.n_found += 1
-        collector.problem(annotation, f"unreadable annotation ({err.__class__.__name__}: {err})",
-                          "unreadable annotation")
+        collector.problem(
+            annotation, f"unreadable annotation ({err.__class__.__name__}: {err})", "unreadable annotation"
+        )
         return
     files = {name.rsplit(".", 1)[0]: name for name in image_names(root / clip)}
     for frame in sorted(frames):
@@ -73,8 +76,11 @@ def _read_clip(collector: Collector, root: Path, clip: str) -> None:
         entry = frames[frame] if isinstance(frames[frame], dict) else {}
         values = [_scaled(entry.get(name)) for name in ("valence", "arousal")]
         if any(v is None for v in values):
-            collector.problem(source, f"valence/arousal {entry.get('valence')!r}/{entry.get('arousal')!r} not "
-                                      f"numbers in -10..10", "bad annotation")
+            collector.problem(
+                source,
+                f"valence/arousal {entry.get('valence')!r}/{entry.get('arousal')!r} not numbers in -10..10",
+                "bad annotation",
+            )
             continue
         landmarks = _landmarks(entry.get("landmarks"))
         box = box_around(landmarks) if landmarks is not None else None
@@ -83,11 +89,18 @@ def _read_clip(collector: Collector, root: Path, clip: str) -> None:
             continue
         name = files.get(frame)
         if name is None:
-            collector.problem(root / clip / f"{frame}.png", f"annotated in {clip}.json but missing",
-                              "missing image")
+            collector.problem(root / clip / f"{frame}.png", f"annotated in {clip}.json but missing", "missing image")
             continue
-        collector.add(str(root / clip / name), f"{clip}/{name}", valence=values[0], arousal=values[1],
-                      landmarks=landmarks, box=box, group=clip, parsed=True)
+        collector.add(
+            str(root / clip / name),
+            f"{clip}/{name}",
+            valence=values[0],
+            arousal=values[1],
+            landmarks=landmarks,
+            box=box,
+            group=clip,
+            parsed=True,
+        )
 
 
 def _scaled(value: object) -> float | None:

@@ -5,6 +5,7 @@ arousal. Image paths are relative to the root, or to ``root/Manually_Annotated_I
 chosen once per CSV by probing its first rows (no stat per image; missing images are found by the image scan).
 ``box = (face_x, face_y, face_width, face_height)``; landmarks "x1;y1;x2;y2;..." -> (N, 2).
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,8 +22,17 @@ from affectkit.data.formats._common import (
 
 NAME = "affectnet_csv"
 CSV_SPLITS = {"training.csv": "train", "validation.csv": "val"}
-COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_height", "facial_landmarks",
-           "expression", "valence", "arousal")
+COLUMNS = (
+    "subDirectory_filePath",
+    "face_x",
+    "face_y",
+    "face_width",
+    "face_height",
+    "facial_landmarks",
+    "expression",
+    "valence",
+    "arousal",
+)
 IMAGE_BASES = ("", "Manually_Annotated_Images")
 DESCRIPTION = "training.csv and/or validation.csv with columns " + ", ".join(COLUMNS)
 _PROBE_ROWS = 20
@@ -101,7 +111,13 @@ def _read_csv(collector: Collector, root: Path, path: Path, split: str) -> None:
         landmarks = parse_landmarks(get(row, "facial_landmarks"), source)
         key = prefix + rel
         collector.add(
-            f"{root_str}/{key}", key,
-            expression=get(row, "expression"), valence=get(row, "valence"), arousal=get(row, "arousal"),
-            source=source, landmarks=landmarks, box=box, split=split,
+            f"{root_str}/{key}",
+            key,
+            expression=get(row, "expression"),
+            valence=get(row, "valence"),
+            arousal=get(row, "arousal"),
+            source=source,
+            landmarks=landmarks,
+            box=box,
+            split=split,
         )

@@ -7,6 +7,7 @@ The root may hold that layout directly (no split), or ``train_set/`` and ``val_s
 Speed: ~300k images means ~1.2M small npy files, so each folder is listed once with os.scandir (no per-file
 stat) and npy headers are parsed once per distinct header (they repeat) instead of once per file.
 """
+
 from __future__ import annotations
 
 import ast
@@ -47,7 +48,7 @@ def load_npy(path: str) -> np.ndarray:
     else:
         start = 12
         header_len = int.from_bytes(data[8:12], "little")
-    header = data[start:start + header_len]
+    header = data[start : start + header_len]
     parsed = _header_cache.get(header)
     if parsed is None:
         meta = ast.literal_eval(header.decode("latin1"))
@@ -70,15 +71,18 @@ def looks_like(root: Path) -> bool:
     return any((root / f / "images").is_dir() and (root / f / "annotations").is_dir() for f in SPLIT_FOLDERS)
 
 
-DESCRIPTION = ("images/ and annotations/ folders (<id>_exp.npy, <id>_val.npy, <id>_aro.npy), "
-               "or train_set/ and val_set/ holding them")
+DESCRIPTION = (
+    "images/ and annotations/ folders (<id>_exp.npy, <id>_val.npy, <id>_aro.npy), "
+    "or train_set/ and val_set/ holding them"
+)
 
 
 def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read an AffectNet npy-layout dataset; see the module docstring and ``_common`` for the label rules."""
     collector = Collector(NAME, root, options.strict)
-    parts: list[tuple[Path, str | None]] = [(root / f, s) for f, s in SPLIT_FOLDERS.items()
-                                            if (root / f / "annotations").is_dir()]
+    parts: list[tuple[Path, str | None]] = [
+        (root / f, s) for f, s in SPLIT_FOLDERS.items() if (root / f / "annotations").is_dir()
+    ]
     if not parts:
         parts = [(root, None)]
     for folder, split in parts:
@@ -148,8 +152,12 @@ def _read_part(collector: Collector, root: Path, folder: Path, split: str | None
                     collector.problem(source, f"unreadable landmarks ({err})", None)
             name = images[image_id]
             collector.add(
-                f"{img_dir}/{name}", f"{prefix}images/{name}",
-                expression=values["exp"], valence=values["val"], arousal=values["aro"],
+                f"{img_dir}/{name}",
+                f"{prefix}images/{name}",
+                expression=values["exp"],
+                valence=values["val"],
+                arousal=values["aro"],
                 source=tuple(f"{ann_str}/{image_id}_{k}.npy" for k in _REQUIRED),  # type: ignore[arg-type]
-                landmarks=landmarks, split=split,
+                landmarks=landmarks,
+                split=split,
             )

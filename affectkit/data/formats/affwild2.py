@@ -15,6 +15,7 @@ different sets, the video goes to "val" (an evaluation part never loses a video 
 Groups: the video; ``<name>_left`` / ``<name>_right`` (two people in one video) are one group.
 Frames without a cropped face are normal in this release (the face was not detected) and are only counted.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,8 +31,10 @@ from affectkit.data.formats._common import (
 from affectkit.labels import AFFWILD2_TO_AFFECTNET
 
 NAME = "affwild2"
-DESCRIPTION = ("cropped_aligned/<video>/00001.jpg with VA_Estimation_Challenge/ and/or "
-               "EXPR_Classification_Challenge/ {Train_Set,Validation_Set}/<video>.txt (Aff-Wild2, ABAW)")
+DESCRIPTION = (
+    "cropped_aligned/<video>/00001.jpg with VA_Estimation_Challenge/ and/or "
+    "EXPR_Classification_Challenge/ {Train_Set,Validation_Set}/<video>.txt (Aff-Wild2, ABAW)"
+)
 CHALLENGES = {"va": "VA_Estimation_Challenge", "expr": "EXPR_Classification_Challenge"}
 SET_SPLITS = {"Train_Set": "train", "Validation_Set": "val"}
 VA_MISSING = -5.0
@@ -57,8 +60,9 @@ def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     collector = Collector(NAME, root, options.strict, group_kind="video")
     annotations = _annotation_root(root)
     if annotations is None or not (root / "cropped_aligned").is_dir():
-        raise ValueError(f"no Aff-Wild2 layout ({root}): expected cropped_aligned/ and "
-                         f"{' or '.join(CHALLENGES.values())}/")
+        raise ValueError(
+            f"no Aff-Wild2 layout ({root}): expected cropped_aligned/ and {' or '.join(CHALLENGES.values())}/"
+        )
     labels: dict[str, dict[str, tuple[str, list]]] = {}  # video -> task -> (split, per-frame values)
     for task, challenge in CHALLENGES.items():
         for set_name, split in SET_SPLITS.items():
@@ -81,8 +85,9 @@ def _read_file(collector: Collector, file: Path, task: str) -> list | None:
     header = lines[0].replace(" ", "").lower() if lines else ""
     expected = "valence,arousal" if task == "va" else "neutral,anger"
     if not header.startswith(expected):
-        collector.problem(file, f"first line is {header[:40]!r}, expected the {expected}... header",
-                          "unreadable annotation")
+        collector.problem(
+            file, f"first line is {header[:40]!r}, expected the {expected}... header", "unreadable annotation"
+        )
         return None
     values: list = []
     for number, line in enumerate(lines[1:], start=2):
@@ -144,6 +149,13 @@ def _add_video(collector: Collector, root: Path, video: str, tasks: dict[str, tu
         if name is None:
             collector.drop("affwild2 frame without a cropped face")
             continue
-        collector.add(str(folder / name), f"cropped_aligned/{video}/{name}", expression=expression,
-                      valence=pair[0] if pair else None, arousal=pair[1] if pair else None, split=split,
-                      group=group, parsed=True)
+        collector.add(
+            str(folder / name),
+            f"cropped_aligned/{video}/{name}",
+            expression=expression,
+            valence=pair[0] if pair else None,
+            arousal=pair[1] if pair else None,
+            split=split,
+            group=group,
+            parsed=True,
+        )

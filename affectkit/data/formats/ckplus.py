@@ -15,6 +15,7 @@ circulated on Kaggle; file names are assumed to keep the release's subject prefi
 Groups: the subject (``S005``), in both layouts; a CK+48 file without that prefix has no group (it is then its
 own group in grouped splits). No published splits: subject-grouped splits are the standard protocol.
 """
+
 from __future__ import annotations
 
 import re
@@ -31,8 +32,10 @@ from affectkit.data.formats._common import (
 from affectkit.labels import CKPLUS_TO_AFFECTNET, expression_id
 
 NAME = "ckplus"
-DESCRIPTION = ("cohn-kanade-images/ and Emotion/ (CK+ release: S005/001/... with *_emotion.txt), or CK+48 class "
-               "folders (anger/ contempt/ disgust/ fear/ happy/ sadness/ surprise/ with S010_004_*.png files)")
+DESCRIPTION = (
+    "cohn-kanade-images/ and Emotion/ (CK+ release: S005/001/... with *_emotion.txt), or CK+48 class "
+    "folders (anger/ contempt/ disgust/ fear/ happy/ sadness/ surprise/ with S010_004_*.png files)"
+)
 CK48_CLASSES = ("anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise")
 _SUBJECT = re.compile(r"^(S\d+)_\d+_\d+\.")
 
@@ -75,11 +78,18 @@ def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
             for name in image_names(root / folder):
                 collector.n_found += 1
                 m = _SUBJECT.match(name)
-                collector.add(str(root / folder / name), f"{folder}/{name}", expression=expression, parsed=True,
-                              group=m.group(1) if m else None)
+                collector.add(
+                    str(root / folder / name),
+                    f"{folder}/{name}",
+                    expression=expression,
+                    parsed=True,
+                    group=m.group(1) if m else None,
+                )
     else:
-        raise ValueError(f"no CK+ layout ({root}): expected cohn-kanade-images/ and Emotion/, or CK+48 class "
-                         f"folders ({', '.join(CK48_CLASSES)})")
+        raise ValueError(
+            f"no CK+ layout ({root}): expected cohn-kanade-images/ and Emotion/, or CK+48 class "
+            f"folders ({', '.join(CK48_CLASSES)})"
+        )
     return collector.records()
 
 
@@ -100,12 +110,17 @@ def _read_sequence(collector: Collector, root: Path, subject: str, sequence: str
     if not found:
         return
     # The first frame is the neutral onset; the last ones the peak (never the first one twice).
-    peak = frames[-min(peak_frames, len(frames) - 1):] if len(frames) > 1 else frames
+    peak = frames[-min(peak_frames, len(frames) - 1) :] if len(frames) > 1 else frames
     chosen = ([(frames[0], 0)] if len(frames) > 1 else []) + [(name, expression) for name in peak]
     for name, label in chosen:
         collector.n_found += 1
-        collector.add(str(root / "cohn-kanade-images" / rel / name), f"cohn-kanade-images/{rel}/{name}",
-                      expression=label, group=subject, parsed=True)
+        collector.add(
+            str(root / "cohn-kanade-images" / rel / name),
+            f"cohn-kanade-images/{rel}/{name}",
+            expression=label,
+            group=subject,
+            parsed=True,
+        )
 
 
 def _missing_sequences(collector: Collector, root: Path) -> None:
@@ -113,11 +128,13 @@ def _missing_sequences(collector: Collector, root: Path) -> None:
     for subject in _subdirs(root / "Emotion"):
         for sequence in _subdirs(root / "Emotion" / subject):
             rel = f"{subject}/{sequence}"
-            if any(n.endswith("_emotion.txt") for n in _names(root / "Emotion" / rel)) and \
-                    not image_names(root / "cohn-kanade-images" / rel):
+            if any(n.endswith("_emotion.txt") for n in _names(root / "Emotion" / rel)) and not image_names(
+                root / "cohn-kanade-images" / rel
+            ):
                 collector.n_found += 1
-                collector.problem(root / "cohn-kanade-images" / rel, "has an emotion label but no frames",
-                                  "missing image")
+                collector.problem(
+                    root / "cohn-kanade-images" / rel, "has an emotion label but no frames", "missing image"
+                )
 
 
 def _names(folder: Path) -> list[str]:

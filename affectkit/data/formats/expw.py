@@ -11,6 +11,7 @@ Groups: the photo. Faces of one photo (often the same people, always the same sc
 There are no published splits. A malformed line, an unknown label or a box with no area is skipped with a
 warning naming the line.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -43,8 +44,11 @@ def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
         source = f"{label_file}:{line_number}"
         parts = line.split()
         if len(parts) != N_FIELDS:
-            collector.problem(source, f"expected {N_FIELDS} fields (name face_id top left right bottom confidence "
-                                      f"label), got {len(parts)}", "bad annotation")
+            collector.problem(
+                source,
+                f"expected {N_FIELDS} fields (name face_id top left right bottom confidence label), got {len(parts)}",
+                "bad annotation",
+            )
             continue
         name, face_id = parts[0], parts[1]
         try:
@@ -53,8 +57,11 @@ def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
             collector.problem(source, f"face box {' '.join(parts[2:6])!r} is not four numbers", "bad annotation")
             continue
         if right <= left or bottom <= top:
-            collector.problem(source, f"face box (top {top}, left {left}, right {right}, bottom {bottom}) has no "
-                                      f"area", "bad annotation")
+            collector.problem(
+                source,
+                f"face box (top {top}, left {left}, right {right}, bottom {bottom}) has no area",
+                "bad annotation",
+            )
             continue
         found, expression = collector.code(EXPW_TO_AFFECTNET, parts[7], source)
         if not found:
@@ -62,6 +69,12 @@ def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
         if name not in present:
             collector.problem(folder / name, f"listed in {LABEL_FILE.as_posix()} but missing", "missing image")
             continue
-        collector.add(str(folder / name), f"{prefix}/{name}#{face_id}", expression=expression,
-                      box=(left, top, right - left, bottom - top), group=name, parsed=True)
+        collector.add(
+            str(folder / name),
+            f"{prefix}/{name}#{face_id}",
+            expression=expression,
+            box=(left, top, right - left, bottom - top),
+            group=name,
+            parsed=True,
+        )
     return collector.records()

@@ -13,6 +13,7 @@ every other consumer take like a file (a store is keyed by the pixels themselves
 pixels, values outside 0..255, or an unknown emotion/Usage is skipped with a warning naming the line.
 The root may be the CSV file itself, the folder holding it, or the folder holding ``fer2013/fer2013.csv``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -50,8 +51,7 @@ def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     """Read the FER2013 CSV found at ``root``; see the module docstring."""
     table = find_csv(root)
     if table is None:
-        raise ValueError(f"no FER2013 CSV ({root}): expected {' or '.join(FILE_NAMES)} with emotion and pixels "
-                         f"columns")
+        raise ValueError(f"no FER2013 CSV ({root}): expected {' or '.join(FILE_NAMES)} with emotion and pixels columns")
     collector = Collector(NAME, table.parent, options.strict)
     with open(table, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
@@ -75,8 +75,11 @@ def _read_row(collector: Collector, table: Path, row_number: int, row: list[str]
     if "usage" in cells:
         split = USAGE.get(cells["usage"].lower())
         if split is None:
-            collector.problem(source, f"unknown Usage {cells['usage']!r} (expected Training, PublicTest or "
-                                      f"PrivateTest)", "bad annotation")
+            collector.problem(
+                source,
+                f"unknown Usage {cells['usage']!r} (expected Training, PublicTest or PrivateTest)",
+                "bad annotation",
+            )
             return
     pixels = _pixels(cells["pixels"])
     if isinstance(pixels, str):

@@ -19,6 +19,7 @@ Label modes:
 The root may also be a single ``FER2013*`` folder: then only that split is read (keys stay relative to its
 parent, so split files match those of the whole dataset).
 """
+
 from __future__ import annotations
 
 import csv
@@ -78,8 +79,10 @@ def _read_folder(collector: Collector, folder: Path, split: str, label_mode: str
     for i, row in enumerate(rows):
         source = f"{label_csv}:{i + 1}"
         if len(row) != 2 + len(FERPLUS_COLUMNS):
-            raise ValueError(f"{source}: expected {2 + len(FERPLUS_COLUMNS)} fields "
-                             f"(file, box, {len(FERPLUS_COLUMNS)} votes), got {len(row)}")
+            raise ValueError(
+                f"{source}: expected {2 + len(FERPLUS_COLUMNS)} fields "
+                f"(file, box, {len(FERPLUS_COLUMNS)} votes), got {len(row)}"
+            )
         names.append(row[0].strip())
         boxes.append(row[1])
         try:
@@ -113,6 +116,11 @@ def _read_folder(collector: Collector, folder: Path, split: str, label_mode: str
             collector.drop("ferplus tied top emotion vote")
             continue
         collector.add(
-            f"{folder_str}/{name}", prefix + name, expression=int(expression[i]),
-            box=parse_box(boxes[i], f"{label_csv}:{i + 1}"), soft_label=soft[i], split=split, parsed=True,
+            f"{folder_str}/{name}",
+            prefix + name,
+            expression=int(expression[i]),
+            box=parse_box(boxes[i], f"{label_csv}:{i + 1}"),
+            soft_label=soft[i],
+            split=split,
+            parsed=True,
         )

@@ -7,6 +7,7 @@ AffectNet's ``Manually_Annotated_Images/689/``), so detection never takes one fo
 neither a class nor (at the top level) a split name is an error naming it. Hidden folders (".name") and files
 other than images are ignored. Samples have no group (the layout does not say who is in an image).
 """
+
 from __future__ import annotations
 
 import os
@@ -64,8 +65,10 @@ def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     if splits:
         unknown = [n for n in subdirs if n not in splits]
         if unknown:
-            raise ValueError(f"{root}: folder(s) {', '.join(unknown)} are neither split folders nor expected here "
-                             f"(found split folders {', '.join(splits)})")
+            raise ValueError(
+                f"{root}: folder(s) {', '.join(unknown)} are neither split folders nor expected here "
+                f"(found split folders {', '.join(splits)})"
+            )
         for folder, split in splits.items():
             _read_classes(collector, root, root / folder, split, options.numeric_classes)
     else:
@@ -77,20 +80,27 @@ def _read_classes(collector: Collector, root: Path, folder: Path, split: str | N
     classes = {n: _class_id(n, numeric) for n in _subdirs(folder)}
     unknown = sorted(n for n, c in classes.items() if c is None)
     if unknown:
-        hint = ("; folders named by AffectNet id 0..7 are read only with --numeric-classes (numeric_classes: true)"
-                if not numeric and any(_class_id(n, True) is not None for n in unknown) else "")
-        raise ValueError(f"class folder(s) {', '.join(unknown)} match no expression ({folder}): "
-                         f"use one of the 8 expression names (or a synonym){hint}")
+        hint = (
+            "; folders named by AffectNet id 0..7 are read only with --numeric-classes (numeric_classes: true)"
+            if not numeric and any(_class_id(n, True) is not None for n in unknown)
+            else ""
+        )
+        raise ValueError(
+            f"class folder(s) {', '.join(unknown)} match no expression ({folder}): "
+            f"use one of the 8 expression names (or a synonym){hint}"
+        )
     prefix = folder.relative_to(root).as_posix()
     prefix = "" if prefix == "." else prefix + "/"
     for name, class_id in classes.items():
         class_dir = folder / name
         files = sorted(
-            n for n, is_dir in scandir_names(class_dir).items()
+            n
+            for n, is_dir in scandir_names(class_dir).items()
             if not is_dir and os.path.splitext(n)[1].lower() in IMAGE_EXTENSIONS and not n.startswith(".")
         )
         class_str = str(class_dir)
         for file in files:
             collector.n_found += 1
-            collector.add(f"{class_str}/{file}", f"{prefix}{name}/{file}", expression=class_id, parsed=True,
-                          split=split)
+            collector.add(
+                f"{class_str}/{file}", f"{prefix}{name}/{file}", expression=class_id, parsed=True, split=split
+            )

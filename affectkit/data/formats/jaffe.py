@@ -9,6 +9,7 @@ keep the names and are read too. The semantic ratings shipped beside the images 
 Groups: the poser, so no woman is in two split parts. No published splits. An image whose name does not follow
 the pattern, or whose expression code is unknown, is skipped with a warning.
 """
+
 from __future__ import annotations
 
 import re
@@ -36,8 +37,9 @@ def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
         collector.n_found += 1
         match = _NAME.match(name)
         if match is None:
-            collector.problem(root / name, "name is not <poser>.<code><n>.<id>.<ext> (e.g. KA.AN1.39.tiff)",
-                              "bad annotation")
+            collector.problem(
+                root / name, "name is not <poser>.<code><n>.<id>.<ext> (e.g. KA.AN1.39.tiff)", "bad annotation"
+            )
             continue
         poser, code = match.group(1).upper(), match.group(2).upper()
         found, expression = collector.code(JAFFE_TO_AFFECTNET, code, str(root / name), "expression code")

@@ -11,6 +11,7 @@ the same labels is kept once (counted as ``"duplicate row (same labels)"``); lis
 splits, it is an error naming the lines when strict, else every row of it is dropped with a warning naming the
 lines (counted as ``"conflicting duplicate rows"``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -43,8 +44,9 @@ def find_manifest(path: Path) -> Path | None:
         return path / "manifest.csv"
     candidates = sorted(p for p in path.glob("*.csv") if "path" in csv_header(p))
     if len(candidates) > 1:
-        raise ValueError(f"{path}: several manifest CSVs ({', '.join(p.name for p in candidates)}); "
-                         f"pass the one to use")
+        raise ValueError(
+            f"{path}: several manifest CSVs ({', '.join(p.name for p in candidates)}); pass the one to use"
+        )
     return candidates[0] if candidates else None
 
 
@@ -89,7 +91,8 @@ def read(path: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
         rel = posixpath.normpath(rel)  # ./a.jpg and a.jpg are one image
         image = rel if Path(rel).is_absolute() else f"{root_str}/{rel}"
         rows_by_image.setdefault(posixpath.normpath(image), []).append(
-            (line, rel, {name: get(row, name) for name in ("split", *LABEL_COLUMNS)}))
+            (line, rel, {name: get(row, name) for name in ("split", *LABEL_COLUMNS)})
+        )
     for image, entries in rows_by_image.items():
         chosen, rel, cells = _one_row(manifest, image, entries, collector)
         if chosen is None:
@@ -102,16 +105,25 @@ def read(path: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
             if raw and split is None:
                 raise ValueError(f"{source}: unknown split {raw!r}; use train, val or test")
             n_no_split += split is None
-        collector.add(image, rel, expression=cells["expression"], valence=cells["valence"],
-                      arousal=cells["arousal"], source=source, split=split)
+        collector.add(
+            image,
+            rel,
+            expression=cells["expression"],
+            valence=cells["valence"],
+            arousal=cells["arousal"],
+            source=source,
+            split=split,
+        )
     if 0 < n_no_split < collector.n_found and any(s.split for s in collector.samples):
-        raise ValueError(f"{manifest}: {n_no_split} row(s) have an empty split while others have one; "
-                         f"fill every split cell or none")
+        raise ValueError(
+            f"{manifest}: {n_no_split} row(s) have an empty split while others have one; fill every split cell or none"
+        )
     return collector.records()
 
 
-def _one_row(manifest: Path, image: str, entries: list[tuple[int, str, dict[str, str]]],
-             collector: Collector) -> tuple[int | None, str, dict[str, str]]:
+def _one_row(
+    manifest: Path, image: str, entries: list[tuple[int, str, dict[str, str]]], collector: Collector
+) -> tuple[int | None, str, dict[str, str]]:
     """The row to use for an image listed once or more. Identical repeats are kept once (counted); repeats
     with different labels or splits are an error naming their lines when strict, else all dropped with a
     warning (counted in ``excluded`` and ``problems``)."""
@@ -131,5 +143,9 @@ def _one_row(manifest: Path, image: str, entries: list[tuple[int, str, dict[str,
 
 def _labels(cells: dict[str, str], source: str) -> tuple:
     """A row's parsed labels and split, to compare repeated rows ("3" and "sad " are the same label)."""
-    return (parse_expression(cells["expression"], source)[0], parse_va(cells["valence"], "valence", source)[0],
-            parse_va(cells["arousal"], "arousal", source)[0], split_name(cells["split"]) or cells["split"])
+    return (
+        parse_expression(cells["expression"], source)[0],
+        parse_va(cells["valence"], "valence", source)[0],
+        parse_va(cells["arousal"], "arousal", source)[0],
+        split_name(cells["split"]) or cells["split"],
+    )

@@ -8,6 +8,7 @@ aligned faces) when that folder exists, else ``Image/original/<image>`` (whole p
 Source: the RAF-DB site (whdeng.cn/raf/model1.html) and the README shipped with ``basic/``; public loaders use
 the same file and codes. No groups: RAF-DB does not say who is in an image.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -55,6 +56,11 @@ def read(root: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
         if file not in present:
             collector.problem(folder / file, f"listed in {LABEL_FILE.as_posix()} but missing", "missing image")
             continue
-        collector.add(str(folder / file), f"{folder.relative_to(root).as_posix()}/{file}", expression=expression,
-                      split=split, parsed=True)
+        collector.add(
+            str(folder / file),
+            f"{folder.relative_to(root).as_posix()}/{file}",
+            expression=expression,
+            split=split,
+            parsed=True,
+        )
     return collector.records()

@@ -44,16 +44,25 @@ from affectkit.data.synth.params import (
 from affectkit.labels import EXPRESSIONS
 
 __all__ = [
-    "GENERATOR_VERSION", "JPEG_QUALITY", "VA_PROTOTYPES", "VA_SPREAD", "FaceParams", "face_params", "generate",
-    "render_face", "sample_params", "synth_arrays",
+    "GENERATOR_VERSION",
+    "JPEG_QUALITY",
+    "VA_PROTOTYPES",
+    "VA_SPREAD",
+    "FaceParams",
+    "face_params",
+    "generate",
+    "render_face",
+    "sample_params",
+    "synth_arrays",
 ]
 
 GENERATOR_VERSION = 1
 JPEG_QUALITY = 95
 
 
-def synth_arrays(n: int, seed: int = 0, size: int = 64,
-                 difficulty: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def synth_arrays(
+    n: int, seed: int = 0, size: int = 64, difficulty: float = 1.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """In-memory faces: ``(images uint8 (n, size, size, 3), expression int64 (n,), valence float32 (n,),
     arousal float32 (n,))``. Face ``i`` is the same face :func:`generate` writes as index ``i`` (before JPEG)."""
     if n < 0:
@@ -80,8 +89,7 @@ def _write_range(out_dir: str, seed: int, size: int, n: int, start: int, stop: i
         p = face_params(seed, i, difficulty)
         img, lmk = render_face(p, size)
         key = f"{i:0{w}d}"
-        Image.fromarray(img).save(out / "images" / f"{key}.jpg", quality=JPEG_QUALITY, subsampling=2,
-                                  optimize=False)
+        Image.fromarray(img).save(out / "images" / f"{key}.jpg", quality=JPEG_QUALITY, subsampling=2, optimize=False)
         ann = out / "annotations"
         np.save(ann / f"{key}_exp.npy", np.int64(p.expression))
         np.save(ann / f"{key}_val.npy", np.float64(p.valence))
@@ -103,20 +111,30 @@ def _check_target(out: Path, marker: Path, meta: dict) -> None:
         raise NotADirectoryError(f"{out}: exists and is not a directory")
     if out.exists() and any(out.iterdir()):
         if not marker.is_file():
-            raise FileExistsError(f"{out}: directory is not empty and holds no synth.json; "
-                                  "choose an empty or new directory")
+            raise FileExistsError(
+                f"{out}: directory is not empty and holds no synth.json; choose an empty or new directory"
+            )
         try:
             old = json.loads(marker.read_text())
         except (OSError, ValueError) as e:
             raise FileExistsError(f"{marker}: unreadable ({e}); refusing to overwrite {out}") from e
         if {k: old.get(k) for k in meta} != meta:
-            raise FileExistsError(f"{out}: holds a synth dataset with different parameters "
-                                  f"({ {k: old.get(k) for k in ('n', 'seed', 'size', 'version')} }); "
-                                  "remove it or choose another directory")
+            raise FileExistsError(
+                f"{out}: holds a synth dataset with different parameters "
+                f"({ {k: old.get(k) for k in ('n', 'seed', 'size', 'version')} }); "
+                "remove it or choose another directory"
+            )
 
 
-def generate(out_dir: str | Path, n: int, seed: int = 0, size: int = 128, workers: int | None = None,
-             progress: bool = False, difficulty: float = 1.0) -> Path:
+def generate(
+    out_dir: str | Path,
+    n: int,
+    seed: int = 0,
+    size: int = 128,
+    workers: int | None = None,
+    progress: bool = False,
+    difficulty: float = 1.0,
+) -> Path:
     """Write ``n`` synthetic faces in the AffectNet layout under ``out_dir`` and return its path.
 
     ``images/<id>.jpg`` (JPEG quality 95), ``annotations/<id>_exp.npy`` (int expression id),
@@ -132,8 +150,14 @@ def generate(out_dir: str | Path, n: int, seed: int = 0, size: int = 128, worker
     if size < 16:
         raise ValueError(f"size must be >= 16 pixels, got {size}")
     out = Path(out_dir)
-    meta = {"generator": "affectkit.synth", "version": GENERATOR_VERSION, "n": int(n), "seed": int(seed),
-            "size": int(size), "difficulty": float(difficulty)}
+    meta = {
+        "generator": "affectkit.synth",
+        "version": GENERATOR_VERSION,
+        "n": int(n),
+        "seed": int(seed),
+        "size": int(size),
+        "difficulty": float(difficulty),
+    }
     marker = out / "synth.json"
     _check_target(out, marker, meta)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -148,6 +172,7 @@ def generate(out_dir: str | Path, n: int, seed: int = 0, size: int = 128, worker
     if progress:
         try:
             from tqdm import tqdm
+
             bar = tqdm(total=n, desc="synth", unit="img")
         except ImportError:  # pragma: no cover - tqdm is a dependency
             bar = None
@@ -165,6 +190,5 @@ def generate(out_dir: str | Path, n: int, seed: int = 0, size: int = 128, worker
                     bar.update(done)
     if bar is not None:
         bar.close()
-    marker.write_text(json.dumps({**meta, "complete": True,
-                                  "expressions": list(EXPRESSIONS)}, indent=1))
+    marker.write_text(json.dumps({**meta, "complete": True, "expressions": list(EXPRESSIONS)}, indent=1))
     return out

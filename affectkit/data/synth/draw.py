@@ -1,5 +1,6 @@
 """Rendering: a face's shapes are recorded in face units, posed in one batch and drawn with PIL at 2x
 supersampling, then blurred, lit and noised as numpy arrays."""
+
 from __future__ import annotations
 
 import math
@@ -29,7 +30,7 @@ def _noise_slice(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray
     reps = -(-k // len(_NOISE_BANK))
     bank = _NOISE_BANK if reps == 1 else np.tile(_NOISE_BANK, reps + 1)
     start = int(rng.integers(0, len(bank) - k + 1))
-    return bank[start:start + k].reshape(shape)
+    return bank[start : start + k].reshape(shape)
 
 
 _COS48 = np.cos(np.linspace(0, 2 * np.pi, 48, endpoint=False))
@@ -118,8 +119,11 @@ def _hair_and_head(sh: _Shapes, p: FaceParams, pts: dict) -> None:
     """Hair behind the head, then ears, then the face and the hair cap."""
     W, H = p.face_width, 1.3 * p.face_length
     if p.hair_style == 2:
-        sh.poly(np.array([[-W * 1.15, -0.4 * H], [W * 1.15, -0.4 * H], [W * 1.2, 1.15 * H], [-W * 1.2, 1.15 * H]]),
-                p.hair, False)
+        sh.poly(
+            np.array([[-W * 1.15, -0.4 * H], [W * 1.15, -0.4 * H], [W * 1.2, 1.15 * H], [-W * 1.2, 1.15 * H]]),
+            p.hair,
+            False,
+        )
     if p.hair_style:
         sh.poly(_ellipse(0, -0.18 * H, W * 1.1, H * 0.95), p.hair, False)
     for sx in (-1, 1):
@@ -140,8 +144,14 @@ def _folds_and_furrow(sh: _Shapes, g: dict) -> None:
     if g["folds"]:
         mw = g["mouth_w"]
         for sx in (-1, 1):
-            fold = np.array([[sx * 0.2, NOSE_Y - 0.04], [sx * (mw * 0.8 + 0.12), NOSE_Y + 0.14],
-                             [sx * (mw + 0.1), MOUTH_Y - g["curve"] * 0.6], [sx * (mw + 0.07), MOUTH_Y + 0.1]])
+            fold = np.array(
+                [
+                    [sx * 0.2, NOSE_Y - 0.04],
+                    [sx * (mw * 0.8 + 0.12), NOSE_Y + 0.14],
+                    [sx * (mw + 0.1), MOUTH_Y - g["curve"] * 0.6],
+                    [sx * (mw + 0.07), MOUTH_Y + 0.1],
+                ]
+            )
             sh.line(fold, sh.shade, 0.05)
     # Anger: vertical furrow lines between the brows.
     if g["furrow"]:
@@ -159,7 +169,7 @@ def _eyes_and_brows(sh: _Shapes, p: FaceParams, pts: dict) -> None:
         # Re-draw the skin above the upper lid so the iris never pokes out of the eye.
         up = pts[name + "_upper"]
         sh.poly(np.concatenate([up, up[::-1] + np.array([0.0, -0.12])]), sh.skin)
-        lo = pts[name][len(up) - 1:]  # lower lid (right corner back to left), closing the outline
+        lo = pts[name][len(up) - 1 :]  # lower lid (right corner back to left), closing the outline
         lo_line = np.vstack([up[-1:], lo, up[:1]])
         sh.poly(np.concatenate([lo_line, lo_line[::-1] + np.array([0.0, 0.1])]), sh.skin)
         sh.line(up, sh.dark, 0.04)
@@ -204,19 +214,29 @@ def _occluder(sh: _Shapes, p: FaceParams, rng: np.random.Generator) -> None:
         return
     W, H = p.face_width, 1.3 * p.face_length
     ox, oy = rng.uniform(-0.75, 0.75) * W, rng.uniform(-0.6, 0.9) * H
-    colour = tuple(int(v) for v in (rng.integers(0, 256, 3) if p.occlusion == 1 else
-                                   np.clip(np.array(sh.skin) * rng.uniform(0.8, 1.1), 0, 255)))
+    colour = tuple(
+        int(v)
+        for v in (
+            rng.integers(0, 256, 3) if p.occlusion == 1 else np.clip(np.array(sh.skin) * rng.uniform(0.8, 1.1), 0, 255)
+        )
+    )
     if p.occlusion == 1:
         w, h = rng.uniform(0.35, 0.7), rng.uniform(0.3, 0.6)
-        sh.poly(np.array([[ox - w / 2, oy - h / 2], [ox + w / 2, oy - h / 2], [ox + w / 2, oy + h / 2],
-                          [ox - w / 2, oy + h / 2]]), colour, False)
+        sh.poly(
+            np.array(
+                [[ox - w / 2, oy - h / 2], [ox + w / 2, oy - h / 2], [ox + w / 2, oy + h / 2], [ox - w / 2, oy + h / 2]]
+            ),
+            colour,
+            False,
+        )
         return
     sh.poly(_ellipse(ox, oy, 0.26, 0.2), colour, False)
     ang = rng.uniform(-0.5, 0.5) - math.pi / 2
     for k in range(4):
         a = ang + (k - 1.5) * 0.3
-        tip = np.array([[ox + 0.1 * math.cos(a), oy + 0.1 * math.sin(a)],
-                        [ox + 0.42 * math.cos(a), oy + 0.42 * math.sin(a)]])
+        tip = np.array(
+            [[ox + 0.1 * math.cos(a), oy + 0.1 * math.sin(a)], [ox + 0.42 * math.cos(a), oy + 0.42 * math.sin(a)]]
+        )
         sh.line(tip, colour, 0.09, False)
 
 

@@ -1,4 +1,5 @@
 """Face parameters: labels, appearance and nuisance of one synthetic face, and the expression geometry."""
+
 from __future__ import annotations
 
 import math
@@ -13,24 +14,44 @@ __all__ = ["VA_PROTOTYPES", "VA_SPREAD", "FaceParams", "face_params", "sample_pa
 VA_SPREAD = 0.2
 
 # (valence, arousal) prototype of each class, AffectNet order.
-VA_PROTOTYPES = np.array([
-    (0.0, 0.0),      # Neutral
-    (0.7, 0.35),     # Happy
-    (-0.65, -0.35),  # Sad
-    (0.2, 0.75),     # Surprise
-    (-0.55, 0.7),    # Fear
-    (-0.65, 0.3),    # Disgust
-    (-0.55, 0.6),    # Anger
-    (-0.45, 0.1),    # Contempt
-])
+VA_PROTOTYPES = np.array(
+    [
+        (0.0, 0.0),  # Neutral
+        (0.7, 0.35),  # Happy
+        (-0.65, -0.35),  # Sad
+        (0.2, 0.75),  # Surprise
+        (-0.55, 0.7),  # Fear
+        (-0.65, 0.3),  # Disgust
+        (-0.55, 0.6),  # Anger
+        (-0.45, 0.1),  # Contempt
+    ]
+)
 
-_SKIN_TONES = np.array([
-    (255, 224, 196), (241, 194, 160), (224, 172, 130), (198, 144, 104),
-    (168, 117, 80), (141, 94, 62), (110, 72, 48), (232, 190, 172),
-], dtype=float)
-_HAIR_COLOURS = np.array([
-    (20, 16, 14), (60, 40, 25), (110, 72, 40), (170, 130, 80), (220, 190, 130), (130, 45, 25), (150, 150, 150),
-], dtype=float)
+_SKIN_TONES = np.array(
+    [
+        (255, 224, 196),
+        (241, 194, 160),
+        (224, 172, 130),
+        (198, 144, 104),
+        (168, 117, 80),
+        (141, 94, 62),
+        (110, 72, 48),
+        (232, 190, 172),
+    ],
+    dtype=float,
+)
+_HAIR_COLOURS = np.array(
+    [
+        (20, 16, 14),
+        (60, 40, 25),
+        (110, 72, 40),
+        (170, 130, 80),
+        (220, 190, 130),
+        (130, 45, 25),
+        (150, 150, 150),
+    ],
+    dtype=float,
+)
 _IRIS_COLOURS = np.array([(60, 40, 25), (90, 60, 30), (60, 100, 140), (70, 110, 70), (30, 25, 20)], dtype=float)
 
 
@@ -41,30 +62,30 @@ class FaceParams:
     expression: int
     valence: float
     arousal: float
-    intensity: float        # scales the class markers, in [0.85, 1.15]
-    side: int               # +1/-1: which side a one-sided marker (contempt, disgust) is on
-    teeth: bool             # happy: show teeth when the mouth is open
-    face_width: float       # half-width of the head, face units
-    face_length: float      # half-height / 1.3
+    intensity: float  # scales the class markers, in [0.85, 1.15]
+    side: int  # +1/-1: which side a one-sided marker (contempt, disgust) is on
+    teeth: bool  # happy: show teeth when the mouth is open
+    face_width: float  # half-width of the head, face units
+    face_length: float  # half-height / 1.3
     chin_taper: float
     skin: tuple[int, int, int]
     lip: tuple[int, int, int]
     hair: tuple[int, int, int]
-    hair_style: int         # 0 none, 1 short cap, 2 long, 3 cap with fringe
+    hair_style: int  # 0 none, 1 short cap, 2 long, 3 cap with fringe
     iris: tuple[int, int, int]
     gaze: tuple[float, float]
-    frac: float             # face height / image size, in [0.6, 0.9]
+    frac: float  # face height / image size, in [0.6, 0.9]
     center: tuple[float, float]  # face centre, fractions of the image size
-    roll: float             # in-plane rotation, degrees
-    yaw: float              # degrees; drawn by shifting/squeezing the features on a sphere
-    bg_kind: int            # 0 solid, 1 gradient, 2 shapes, 3 texture + shapes
+    roll: float  # in-plane rotation, degrees
+    yaw: float  # degrees; drawn by shifting/squeezing the features on a sphere
+    bg_kind: int  # 0 solid, 1 gradient, 2 shapes, 3 texture + shapes
     bg_colours: tuple[tuple[int, int, int], tuple[int, int, int]]
     light_angle: float
     light_strength: float
-    blur: float             # Gaussian blur radius at 64 px (scaled with size); 0 = none
-    noise: float            # Gaussian noise sigma, uint8 units
-    occlusion: int          # 0 none, 1 rectangle, 2 hand-like blob
-    detail_seed: int        # seeds the fine detail (background shapes, texture, noise, occluder placement)
+    blur: float  # Gaussian blur radius at 64 px (scaled with size); 0 = none
+    noise: float  # Gaussian noise sigma, uint8 units
+    occlusion: int  # 0 none, 1 rectangle, 2 hand-like blob
+    detail_seed: int  # seeds the fine detail (background shapes, texture, noise, occluder placement)
 
 
 def sample_params(rng: np.random.Generator, difficulty: float = 1.0) -> FaceParams:
@@ -93,19 +114,33 @@ def sample_params(rng: np.random.Generator, difficulty: float = 1.0) -> FacePara
         return r, g, b
 
     return FaceParams(
-        expression=expr, valence=float(va[0]), arousal=float(va[1]),
-        intensity=float(rng.uniform(0.85, 1.15)), side=int(rng.choice([-1, 1])), teeth=bool(rng.random() < 0.6),
-        face_width=float(rng.uniform(0.88, 1.08)), face_length=float(rng.uniform(0.92, 1.08)),
+        expression=expr,
+        valence=float(va[0]),
+        arousal=float(va[1]),
+        intensity=float(rng.uniform(0.85, 1.15)),
+        side=int(rng.choice([-1, 1])),
+        teeth=bool(rng.random() < 0.6),
+        face_width=float(rng.uniform(0.88, 1.08)),
+        face_length=float(rng.uniform(0.92, 1.08)),
         chin_taper=float(rng.uniform(0.1, 0.35)),
-        skin=col(skin), lip=col(lip), hair=col(hair), hair_style=int(rng.integers(4)), iris=col(iris),
+        skin=col(skin),
+        lip=col(lip),
+        hair=col(hair),
+        hair_style=int(rng.integers(4)),
+        iris=col(iris),
         gaze=(float(rng.uniform(-0.3, 0.3)), float(rng.uniform(-0.2, 0.2))),
-        frac=frac, center=(float(0.5 + rng.uniform(-slack, slack)), float(0.5 + rng.uniform(-slack, slack))),
-        roll=float(rng.uniform(-15, 15)) * d, yaw=float(rng.uniform(-15, 15)) * d,
-        bg_kind=int(rng.integers(4)), bg_colours=(col(bg[0]), col(bg[1])),
-        light_angle=float(rng.uniform(0, 2 * math.pi)), light_strength=float(rng.uniform(0.0, 0.3)) * d,
+        frac=frac,
+        center=(float(0.5 + rng.uniform(-slack, slack)), float(0.5 + rng.uniform(-slack, slack))),
+        roll=float(rng.uniform(-15, 15)) * d,
+        yaw=float(rng.uniform(-15, 15)) * d,
+        bg_kind=int(rng.integers(4)),
+        bg_colours=(col(bg[0]), col(bg[1])),
+        light_angle=float(rng.uniform(0, 2 * math.pi)),
+        light_strength=float(rng.uniform(0.0, 0.3)) * d,
         blur=float(rng.uniform(0.3, 0.8)) if rng.random() < 0.3 * d else 0.0,
         noise=float(rng.uniform(0.0, 7.0)) * d,
-        occlusion=occlusion, detail_seed=int(rng.integers(2**31)),
+        occlusion=occlusion,
+        detail_seed=int(rng.integers(2**31)),
     )
 
 
@@ -140,7 +175,9 @@ def _geometry(p: FaceParams) -> dict[str, float]:
         curve=0.26 * v + m.get("curve", 0.0),
         asym=m.get("asym", 0.0),
         lip_raise=m.get("lip_raise", 0.0),
-        wrinkle=m.get("wrinkle", 0.0), dimple=m.get("dimple", 0.0), folds=m.get("folds", 0.0),
+        wrinkle=m.get("wrinkle", 0.0),
+        dimple=m.get("dimple", 0.0),
+        folds=m.get("folds", 0.0),
         furrow=m.get("furrow", 0.0),
     )
 
@@ -148,4 +185,3 @@ def _geometry(p: FaceParams) -> dict[str, float]:
 def face_params(seed: int, index: int, difficulty: float = 1.0) -> FaceParams:
     """The parameters of face ``index`` of the dataset with ``seed``: a pure function of the arguments."""
     return sample_params(np.random.default_rng([int(seed), int(index)]), difficulty)
-

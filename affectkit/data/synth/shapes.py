@@ -1,4 +1,5 @@
 """Drawing primitives and the 68 iBUG landmarks of a face, in face units (half-width ~ 1, y down), before pose."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -75,8 +76,9 @@ def _mouth(mouth: tuple, out: dict[str, np.ndarray]) -> None:
     out["mouth_outer"] = np.concatenate([np.stack([mx, ou], 1), np.stack([mx[::-1], ol[::-1]], 1)[1:-1]])
     out["mouth_inner"] = np.concatenate([np.stack([mx, iu], 1), np.stack([mx[::-1], il[::-1]], 1)[1:-1]])
     out["mouth_line"] = np.stack([mx, (iu + il) / 2], 1)
-    out["teeth"] = np.concatenate([np.stack([mx, iu], 1),
-                                   np.stack([mx[::-1], np.minimum(il, iu + 0.06)[::-1]], 1)[1:-1]])
+    out["teeth"] = np.concatenate(
+        [np.stack([mx, iu], 1), np.stack([mx[::-1], np.minimum(il, iu + 0.06)[::-1]], 1)[1:-1]]
+    )
 
 
 def _landmarks(p: FaceParams, g: dict, out: dict[str, np.ndarray], mouth: tuple) -> np.ndarray:
@@ -87,8 +89,15 @@ def _landmarks(p: FaceParams, g: dict, out: dict[str, np.ndarray], mouth: tuple)
     L[17:22] = out["brow_l"][idx]
     L[22:27] = out["brow_r"][idx][::-1]
     L[27:31] = np.stack([np.zeros(4), np.linspace(EYE_Y, NOSE_Y - 0.08, 4)], 1)
-    nos = np.array([[-0.13, NOSE_Y - 0.02], [-0.065, NOSE_Y + 0.02], [0, NOSE_Y + 0.035],
-                    [0.065, NOSE_Y + 0.02], [0.13, NOSE_Y - 0.02]])
+    nos = np.array(
+        [
+            [-0.13, NOSE_Y - 0.02],
+            [-0.065, NOSE_Y + 0.02],
+            [0, NOSE_Y + 0.035],
+            [0.065, NOSE_Y + 0.02],
+            [0.13, NOSE_Y - 0.02],
+        ]
+    )
     if g["wrinkle"]:
         nos[:, 1] -= 0.03  # nose wrinkler lifts the nostrils
     L[31:36] = nos
@@ -98,15 +107,19 @@ def _landmarks(p: FaceParams, g: dict, out: dict[str, np.ndarray], mouth: tuple)
     upper = np.array([True, True, True, True, False, False])
     ey = np.where(upper, EYE_Y - eh * (1 - ts**2) ** 0.7, EYE_Y + eh * lower_scale * (1 - ts**2) ** 0.9)
     for k, cx in enumerate((-EYE_X, EYE_X)):
-        L[36 + 6 * k:42 + 6 * k] = np.stack([cx + ts * EYE_W, ey], 1)
+        L[36 + 6 * k : 42 + 6 * k] = np.stack([cx + ts * EYE_W, ey], 1)
     # Mouth: sample the lip curves at fixed positions t along the mouth.
     mx, ou, ol, iu, il = mouth
     tg = np.linspace(-1, 1, len(mx))
     mid = (iu + il) / 2
-    for sl, curve, tq in ((slice(48, 55), ou, (-1, -0.6, -0.3, 0, 0.3, 0.6, 1)),
-                          (slice(55, 60), ol, (0.6, 0.3, 0, -0.3, -0.6)),
-                          (slice(60, 61), mid, (-0.92,)), (slice(61, 64), iu, (-0.4, 0, 0.4)),
-                          (slice(64, 65), mid, (0.92,)), (slice(65, 68), il, (0.4, 0, -0.4))):
+    for sl, curve, tq in (
+        (slice(48, 55), ou, (-1, -0.6, -0.3, 0, 0.3, 0.6, 1)),
+        (slice(55, 60), ol, (0.6, 0.3, 0, -0.3, -0.6)),
+        (slice(60, 61), mid, (-0.92,)),
+        (slice(61, 64), iu, (-0.4, 0, 0.4)),
+        (slice(64, 65), mid, (0.92,)),
+        (slice(65, 68), il, (0.4, 0, -0.4)),
+    ):
         L[sl] = np.stack([np.interp(tq, tg, mx), np.interp(tq, tg, curve)], 1)
     return L
 
