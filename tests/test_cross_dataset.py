@@ -142,3 +142,42 @@ def test_sample_grid_shows_errors_up_to_half(n_wrong):
     assert len(idx) == MAX_THUMBS and len(set(idx.tolist())) == MAX_THUMBS
     assert int((y_true[idx] != y_pred[idx]).sum()) == min(n_wrong, MAX_THUMBS // 2)
     assert set(y_true[idx].tolist()) == set(range(8))  # every expression still shows
+
+
+FERPLUS_COLUMNS = ("neutral", "happy", "surprise", "sad", "anger", "disgust", "fear", "contempt")
+
+
+def _link_ferplus(src: Path, dst: Path, rows: list[str]) -> None:
+    dst.mkdir(parents=True)
+    (dst / "label.csv").write_text("\n".join(rows) + "\n")
+    for r in rows:  # links, not copies: the images stay in ../shared
+        (dst / r.split(",")[0]).symlink_to(src / r.split(",")[0])
+
+
+@pytest.mark.ferplus
+def test_ferplus_model_on_a_seven_class_folder(ferplus_root, tmp_path):
+    """A model trained (briefly) on FER+ evaluated on a 7-class image folder made of FER+ Valid faces sorted by
+    their majority vote: 7 classes counted, Contempt absent, restricted accuracy beside the plain one."""
+    root = tmp_path / "ferplus"
+    train_rows = (ferplus_root / "FER2013Train" / "label.csv").read_text().splitlines()[:96]
+    valid_rows = (ferplus_root / "FER2013Valid" / "label.csv").read_text().splitlines()[:240]
+    _link_ferplus(ferplus_root / "FER2013Train", root / "FER2013Train", train_rows)
+    _link_ferplus(ferplus_root / "FER2013Valid", root / "FER2013Valid", valid_rows[:48])
+    cfg = Path(__file__).parents[1] / "configs" / "ferplus.yaml"
+    ak("train", "--config", cfg, "--data", root, *TINY, "--out", "run", "--set", "freeze_epochs=0", cwd=tmp_path)
+    seven, n = tmp_path / "seven", 0
+    for r in valid_rows:
+        name, votes = r.split(",")[0], [int(v) for v in r.split(",")[-10:-2]]
+        top = FERPLUS_COLUMNS[int(np.argmax(votes))]
+        if top == "contempt" or votes.count(max(votes)) > 1:
+            continue
+        (seven / top).mkdir(parents=True, exist_ok=True)
+        (seven / top / name).symlink_to(ferplus_root / "FER2013Valid" / name)
+        n += 1
+    assert len(list(seven.iterdir())) == 7, "the first 240 Valid faces cover the 7 classes"
+    res = ak("evaluate", "run", "--data", seven, "--split", "all", cwd=tmp_path)
+    assert "absent: Contempt" in res.stdout
+    m = json.loads((tmp_path / "run" / "eval" / "seven-all_metrics.json").read_text())
+    assert m["n"] == n and m["dataset"]["absent_classes"] == ["Contempt"] and len(m["dataset"]["classes"]) == 7
+    assert m["valence"] is None and m["arousal"] is None
+    assert m["accuracy_restricted"] >= m["accuracy"]
