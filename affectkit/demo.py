@@ -101,7 +101,7 @@ def run_demo(
     from affectkit.report.compare import compare_runs
     from affectkit.report.writer import write_report
     from affectkit.training.config import load_config
-    from affectkit.training.run import default_precision, free_folder, train
+    from affectkit.training.run import free_folder, train
 
     say = print if verbose else (lambda *a, **k: None)
     requested = Path(out)
@@ -115,8 +115,6 @@ def run_demo(
     difficulty = DEMO_DIFFICULTY if difficulty is None else difficulty
     say(f"[1/4] generating {n} synthetic faces at {size}px (difficulty {difficulty}) -> {data}")
     generate(data, n, seed=seed, size=size, difficulty=difficulty)
-    runs = []
-    results = {}
     backbones = list(backbones or DEMO_BACKBONES)
     cfgs = {
         bb: load_config(
@@ -124,22 +122,15 @@ def run_demo(
         )
         for bb in backbones
     }
-    rates = {bb: step_rates(cfg) for bb, cfg in cfgs.items()}
-    first = next(iter(cfgs.values()))
-    estimate = time.time() - t0 + estimate_seconds(rates, n, first.epochs, first.test_size, first.val_size)
-    say(
-        f"      this CPU trains {', '.join(f'{bb} at {r[0]:.0f} images/s' for bb, r in rates.items())} "
-        f"({first.precision if first.precision != 'auto' else default_precision(first.accelerator)}): "
-        f"the demo should take about {minutes(estimate)} in all"
-    )
+    estimate = _announce_estimate(cfgs, n, time.time() - t0, say)
+    runs, results = [], {}
     for i, bb in enumerate(backbones):
         say(f"[2/4] training {bb} ({i + 1}/{len(backbones)})")
         run = train(cfgs[bb], out=out / "runs" / bb.replace(":", "_"))
         say(f"[3/4] evaluating {bb} on the held-out test split")
-        res = evaluate(run, split="test")
+        results[bb] = evaluate(run, split="test")
         write_report(run)
         runs.append(run)
-        results[bb] = res
     say("[4/4] comparing")
     paths = compare_runs(runs, out / "comparison")
     summary: dict[str, Any] = {
@@ -147,23 +138,48 @@ def run_demo(
         "wall_time_s": round(time.time() - t0, 1),
         "estimated_s": round(estimate, 1),
         "machine": describe(),
-        "models": {},
+        "models": {bb: _figures(r) for bb, r in results.items()},
     }
-    for bb, r in results.items():
-        figures = {
-            "accuracy": r.get("accuracy"),
-            "f1_macro": r.get("f1_macro"),
-            "valence_ccc": (r.get("valence") or {}).get("ccc"),
-            "arousal_ccc": (r.get("arousal") or {}).get("ccc"),
-            "n": r.get("n"),
-            "warnings": r.get("warnings", []),
-        }
-        figures["learned"] = all(figures[k] is not None and figures[k] >= v for k, v in TARGETS.items())
-        summary["models"][bb] = figures
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=1))
     md = Path(paths["md"]) if isinstance(paths, dict) and "md" in paths else None
     if md is not None and md.is_file():
         say("\n" + md.read_text())
+    _say_verdicts(summary, say)
+    say(f"reports: {', '.join(str(r / 'report' / 'index.html') for r in runs)}")
+    say(f"comparison: {out / 'comparison'}")
+    say(f"the demo took {minutes(summary['wall_time_s'])} on this machine ({describe()})")
+    return summary
+
+
+def _announce_estimate(cfgs: dict, n: int, elapsed: float, say) -> float:
+    """Measure each model's speed here, say the expected total time and return it (seconds; ``elapsed``: spent
+    so far)."""
+    from affectkit.training.run import default_precision
+
+    rates = {bb: step_rates(cfg) for bb, cfg in cfgs.items()}
+    first = next(iter(cfgs.values()))
+    total = elapsed + estimate_seconds(rates, n, first.epochs, first.test_size, first.val_size)
+    precision = first.precision if first.precision != "auto" else default_precision(first.accelerator)
+    speeds = ", ".join(f"{bb} at {r[0]:.0f} images/s" for bb, r in rates.items())
+    say(f"      this CPU trains {speeds} ({precision}): the demo should take about {minutes(total)} in all")
+    return total
+
+
+def _figures(r: dict) -> dict[str, Any]:
+    """The demo's headline figures of one evaluation, and whether they reach ``TARGETS``."""
+    figures = {
+        "accuracy": r.get("accuracy"),
+        "f1_macro": r.get("f1_macro"),
+        "valence_ccc": (r.get("valence") or {}).get("ccc"),
+        "arousal_ccc": (r.get("arousal") or {}).get("ccc"),
+        "n": r.get("n"),
+        "warnings": r.get("warnings", []),
+    }
+    figures["learned"] = all(figures[k] is not None and figures[k] >= v for k, v in TARGETS.items())
+    return figures
+
+
+def _say_verdicts(summary: dict[str, Any], say) -> None:
     for bb, f in summary["models"].items():
         verdict = "learned" if f["learned"] else "DID NOT REACH TARGETS " + json.dumps(TARGETS)
         say(
@@ -172,7 +188,3 @@ def run_demo(
         )
         for w in f["warnings"]:
             say(f"  WARNING {bb}: {w}")
-    say(f"reports: {', '.join(str(r / 'report' / 'index.html') for r in runs)}")
-    say(f"comparison: {out / 'comparison'}")
-    say(f"the demo took {minutes(summary['wall_time_s'])} on this machine ({describe()})")
-    return summary
