@@ -7,6 +7,7 @@ test split, write each run's report and the side-by-side comparison.
 from __future__ import annotations
 
 import json
+import os
 import time
 from importlib import resources
 from pathlib import Path
@@ -161,7 +162,9 @@ def _announce_estimate(cfgs: dict, n: int, elapsed: float, say) -> float:
     total = elapsed + estimate_seconds(rates, n, first.epochs, first.test_size, first.val_size)
     precision = first.precision if first.precision != "auto" else default_precision(first.accelerator)
     speeds = ", ".join(f"{bb} at {r[0]:.0f} images/s" for bb, r in rates.items())
-    say(f"      this CPU trains {speeds} ({precision}): the demo should take about {minutes(total)} in all")
+    busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    load = f"; load {busy:.1f}: other jobs are slowing it" if busy > 2.5 else ""
+    say(f"      this CPU trains {speeds} ({precision}{load}): the demo should take about {minutes(total)} in all")
     return total
 
 
