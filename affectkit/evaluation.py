@@ -6,7 +6,7 @@ import json
 import math
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import lightning as L
 import numpy as np
@@ -158,15 +158,59 @@ def evaluate(
     when it lacks classes; ``restrict_classes`` makes the restricted predictions the primary ones (see
     ``affectkit.scope``). Its results default to ``<run>/eval/<dataset>-<split>_metrics.json``.
     """
-    from affectkit.collapse import detect_collapse
-    from affectkit.data.module import AffectDataModule
-    from affectkit.preprocess import describe_heads, restore
-    from affectkit.scope import apply_scope, dataset_scope
-    from affectkit.training.checkpoint import META_KEY, load_strict, read_checkpoint, resolve_checkpoint
-    from affectkit.training.module import AffectModule
     from affectkit.training.run import quiet_lightning
 
     quiet_lightning()
+    _check_options(precision, out)
+    ck = _load_run_checkpoint(Path(run_or_ckpt))
+    records, data, same_data, name = _eval_records(ck.cfg, data, format, label_mode, numeric_classes)
+    keys, scope = _eval_keys(records, data, split, ck.run_dir if same_data else None, ck.cfg, same_data, name)
+    where = dict(accelerator=accelerator, devices=devices, strategy=strategy, num_nodes=num_nodes)
+    trainer_kw = dict(where, precision=PRECISIONS[precision], enable_progress_bar=progress)
+    trainer, dm, res = _run_test(ck, records, keys, tta, batch_size, trainer_kw)
+    arrays = _collect(res, ck.heads, scope, restrict_classes)
+    if trainer.is_global_zero:
+        for w in res["warnings"]:
+            warnings.warn(f"collapse check: {w}", stacklevel=2)
+    res.update(_run_info(ck, split, data, tta, precision, scope))
+    res = _jsonable(res)
+    if trainer.is_global_zero:
+        # another dataset's results go beside the run's own, never over them
+        stem = split if name is None else f"{name}-{split}"
+        out_json = Path(out) if out else ((ck.run_dir or ck.path.parent) / "eval" / f"{stem}_metrics.json")
+        _write_outputs(out_json, res, dm.datasets["test"], arrays, ck.heads, ck.cfg["image_size"])
+        res["metrics_path"] = str(out_json)
+    return res
+
+
+def _run_info(ck: _Checkpoint, split: str, data, tta: bool, precision: str, scope: dict) -> dict[str, Any]:
+    """What was evaluated, and how: the metrics' own description."""
+    from affectkit.preprocess import describe_heads
+
+    return {
+        "split": split,
+        "checkpoint": str(ck.path),
+        "data": str(data),
+        "tta": tta,
+        "backbone": ck.cfg.get("backbone"),
+        "precision": precision,
+        "heads": ck.heads,
+        "heads_note": describe_heads(ck.heads),
+        "preprocess": ck.contract.to_dict(),
+        "dataset": scope,
+    }
+
+
+class _Checkpoint(NamedTuple):
+    path: Path
+    run_dir: Path | None  # None for a checkpoint outside a run folder
+    ckpt: dict[str, Any]
+    cfg: dict[str, Any]  # the training config
+    contract: Any  # the preprocessing contract (affectkit.preprocess.Preprocess)
+    heads: dict[str, bool]  # which heads were trained
+
+
+def _check_options(precision: str, out: str | Path | None) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     if out is not None and Path(out).suffix.lower() != ".json":
@@ -175,7 +219,12 @@ def evaluate(
             "are written beside it)"
         )
 
-    src = Path(run_or_ckpt)
+
+def _load_run_checkpoint(src: Path) -> _Checkpoint:
+    """The checkpoint ``src`` names (a run folder or a ``.ckpt``), with what evaluation needs of it."""
+    from affectkit.preprocess import restore
+    from affectkit.training.checkpoint import META_KEY, read_checkpoint, resolve_checkpoint
+
     ckpt_path = resolve_checkpoint(src)
     run_dir = src if src.is_dir() else (ckpt_path.parent.parent if ckpt_path.parent.name == "checkpoints" else None)
     ckpt = read_checkpoint(ckpt_path)
@@ -186,39 +235,51 @@ def evaluate(
             f"{ckpt_path}: the checkpoint carries no training config; evaluate needs one written by affectkit train"
         )
     contract, heads = restore(meta)
-    records, data, same_data, name = _eval_records(cfg, data, format, label_mode, numeric_classes)
-    parts = _eval_parts(records, split, run_dir if same_data else None, cfg, same_data)
+    return _Checkpoint(ckpt_path, run_dir, ckpt, cfg, contract, heads)
+
+
+def _eval_keys(records, data, split: str, run_dir: Path | None, cfg: dict, same_data: bool, name: str | None):
+    """(the keys of the evaluated part, the dataset's scope: which classes and heads it labels)."""
+    from affectkit.scope import dataset_scope
+
+    parts = _eval_parts(records, split, run_dir, cfg, same_data)
     if split not in parts or not parts[split]:
         raise ValueError(f"{data}: no '{split}' part (have: {', '.join(k for k, v in parts.items() if v)})")
-    scope = dataset_scope(records.samples, data, records.format, split, name)
-    parts = {"test": parts[split]}
+    return parts[split], dataset_scope(records.samples, data, records.format, split, name)
 
-    cfg["weights"] = "none"  # weights come from the checkpoint
-    module = AffectModule(cfg, preprocess=contract.to_dict(), heads=heads, tta=tta)
-    load_strict(module, ckpt["state_dict"], ckpt_path, cfg.get("backbone"))
+
+def _run_test(ck: _Checkpoint, records, keys: list[str], tta: bool, batch_size: int, trainer_kw: dict[str, Any]):
+    """The checkpoint's model run over ``keys`` by a Lightning test loop (``trainer_kw``: where and how it
+    computes): (trainer, data module, its results)."""
+    from affectkit.data.module import AffectDataModule
+    from affectkit.training.checkpoint import load_strict
+    from affectkit.training.module import AffectModule
+    from affectkit.training.run import quiet_lightning
+
+    cfg = dict(ck.cfg, weights="none")  # weights come from the checkpoint
+    module = AffectModule(cfg, preprocess=ck.contract.to_dict(), heads=ck.heads, tta=tta)
+    load_strict(module, ck.ckpt["state_dict"], ck.path, cfg.get("backbone"))
     dm = AffectDataModule(
         records,
-        parts,
-        image_size=contract,
+        {"test": keys},
+        image_size=ck.contract,
         batch_size=batch_size,
         cache=cfg.get("cache", True),
         num_workers=cfg.get("num_workers", -1),
     )
-    trainer = L.Trainer(
-        accelerator=accelerator,
-        devices=devices,
-        strategy=strategy,
-        num_nodes=num_nodes,
-        precision=PRECISIONS[precision],
-        logger=False,
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-    )
+    trainer = L.Trainer(**trainer_kw, logger=False, enable_model_summary=False, enable_checkpointing=False)
     with warnings.catch_warnings():
         quiet_lightning()
         trainer.test(module, datamodule=dm, verbose=False)
-    res = module.test_results
+    return trainer, dm, module.test_results
+
+
+def _collect(res: dict, heads: dict[str, bool], scope: dict, restrict_classes: bool) -> dict[str, np.ndarray]:
+    """Take the per-sample arrays out of ``res`` (returned), with the reported probabilities, and put the
+    collapse checks in ``res['warnings']``; untrained heads get no metrics."""
+    from affectkit.collapse import detect_collapse
+    from affectkit.scope import apply_scope
+
     arrays = res.pop("_arrays")
     # the reported predictions: restricted to the dataset's classes with restrict_classes
     arrays["probs"] = probs = apply_scope(res, arrays, scope, restrict_classes)
@@ -231,31 +292,7 @@ def evaluate(
         va[:, j] if res.get(f"n_{key}", 0) > 0 and heads[key] else None for j, key in enumerate(("valence", "arousal"))
     ]
     res["warnings"] = detect_collapse(probs, *checked)
-    if trainer.is_global_zero:
-        for w in res["warnings"]:
-            warnings.warn(f"collapse check: {w}", stacklevel=2)
-    res.update(
-        {
-            "split": split,
-            "checkpoint": str(ckpt_path),
-            "data": str(data),
-            "tta": tta,
-            "backbone": cfg.get("backbone"),
-            "precision": precision,
-            "heads": heads,
-            "heads_note": describe_heads(heads),
-            "preprocess": contract.to_dict(),
-            "dataset": scope,
-        }
-    )
-    res = _jsonable(res)
-    if trainer.is_global_zero:
-        # another dataset's results go beside the run's own, never over them
-        stem = split if name is None else f"{name}-{split}"
-        out_json = Path(out) if out else ((run_dir or ckpt_path.parent) / "eval" / f"{stem}_metrics.json")
-        _write_outputs(out_json, res, dm.datasets["test"], arrays, heads, cfg["image_size"])
-        res["metrics_path"] = str(out_json)
-    return res
+    return arrays
 
 
 def _write_outputs(

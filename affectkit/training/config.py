@@ -8,19 +8,22 @@ Strict types: integers must be integers (not ``"32"``, ``3.0`` or ``true``); num
 (not strings, booleans, NaN or infinity); booleans must be ``true``/``false`` (YAML's unquoted ``yes``/``no``
 are booleans too; quoted ``"no"`` or ``"false"`` are strings and refused); text options take text only. YAML
 files are read with YAML 1.2 number rules (``1e-4`` is a number, not a string) and duplicate keys are refused.
+
+The error messages live in `config_errors`, YAML and ``--set`` parsing in `config_io`, the list form of ``data``
+in `config_sources`; every public name stays importable from here.
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
-import math
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from affectkit.training.config_errors import ConfigError, _short, allowed, config_error
+from affectkit.training.config_io import parse_set, parse_yaml, read_config_file, save_config
+from affectkit.training.config_sources import FORMATS, SOURCE_KEYS, check_sources
 
 # Lightning's precision values (lightning.fabric.connector._PRECISION_INPUT), plus "auto" (resolved in train()).
 PRECISIONS = (
@@ -44,28 +47,7 @@ PRECISIONS = (
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps", "tpu")
 # mode="max" is fixed for checkpoint selection and early stopping: only higher-is-better epoch metrics.
 MONITORS = ("val_score", "val_accuracy", "val_f1_macro", "val_valence_ccc", "val_arousal_ccc")
-# Dataset layouts (affectkit.data.formats.FORMATS; listed here so validating a config imports no reader).
-FORMATS = (
-    "ferplus",
-    "affectnet_csv",
-    "affectnet_npy",
-    "fer2013_csv",
-    "rafdb",
-    "expw",
-    "affwild2",
-    "ckplus",
-    "afew_va",
-    "jaffe",
-    "manifest",
-    "image_folder",
-)
 MIN_IMAGE_SIZE = 32  # every backbone downsamples 32x; VGG16 has no feature map left below this
-
-
-class ConfigError(ValueError):
-    """An invalid configuration: one line naming the key(s), the value(s) and what is allowed."""
-
-    validation: ValidationError | None = None  # pydantic's details, when it found the problem
 
 
 Probability = Annotated[float, Field(ge=0, le=1)]
@@ -225,44 +207,6 @@ class TrainConfig(BaseModel):
 
 
 FIELDS = TrainConfig.model_fields
-SOURCE_KEYS = ("path", "format", "weight", "name")
-
-
-def check_sources(items: list[Any]) -> list[Any]:
-    """The list form of ``data``, each item checked (a ValueError names the item and the fix); mappings come
-    back with every key of `SOURCE_KEYS`."""
-    if not items:
-        raise ValueError("an empty list names no dataset: give at least one folder")
-    out: list[Any] = []
-    for i, item in enumerate(items):
-        where = f"data[{i}]"
-        if isinstance(item, str) and item:
-            out.append(item)
-            continue
-        if not isinstance(item, dict):
-            raise ValueError(f"{where} is {_short(item)}: use a folder or a mapping {{path, format, weight, name}}")
-        unknown = [k for k in item if k not in SOURCE_KEYS]
-        if unknown:
-            raise ValueError(f"{where} has unknown key {_short(unknown[0])}: use {', '.join(SOURCE_KEYS)}")
-        path, fmt, weight, name = (item.get(k) for k in SOURCE_KEYS)
-        if not isinstance(path, str) or not path:
-            raise ValueError(f"{where} needs path: the dataset folder")
-        if fmt is not None and fmt not in FORMATS:
-            raise ValueError(
-                f"{where}.format {_short(fmt)} is unknown: use one of {', '.join(FORMATS)}"
-                f"{_suggest(fmt, list(FORMATS))}"
-            )
-        if weight is not None and (
-            isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0
-        ):
-            raise ValueError(f"{where}.weight {_short(weight)} is not a number > 0: give its share of the draws")
-        if name is not None and (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.-]+", name)):
-            raise ValueError(f"{where}.name {_short(name)}: use letters, digits, '_', '.' or '-'")
-        out.append({"path": path, "format": fmt, "weight": None if weight is None else float(weight), "name": name})
-    weighted = [isinstance(x, dict) and x["weight"] is not None for x in out]
-    if any(weighted) and not all(weighted):
-        raise ValueError("weight is given for some datasets only: give every dataset a weight, or none")
-    return out
 
 
 @functools.cache
@@ -273,186 +217,6 @@ def _strategies() -> tuple[str, ...]:
 
 
 # --------------------------------------------------------------------------------------------- error messages
-
-
-@functools.cache
-def _field_schemas() -> dict[str, dict]:
-    schema = TrainConfig.model_json_schema()
-    return {k: _resolve_refs(v, schema.get("$defs", {})) for k, v in schema["properties"].items()}
-
-
-def _resolve_refs(node: Any, defs: dict) -> Any:
-    if isinstance(node, dict):
-        if "$ref" in node:
-            return _resolve_refs(defs[node["$ref"].rsplit("/", 1)[-1]], defs)
-        return {k: _resolve_refs(v, defs) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_resolve_refs(v, defs) for v in node]
-    return node
-
-
-_TYPE_WORDS = {
-    "integer": "an integer",
-    "number": "a number",
-    "string": "text",
-    "boolean": "true or false",
-    "null": "null",
-    "object": "a mapping",
-    "array": "a list",
-}
-_BOUNDS = (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
-
-
-def _describe(schema: dict) -> str:
-    """What a field's JSON schema allows, in words."""
-    if "allowed" in schema:
-        return schema["allowed"]
-    if "anyOf" in schema:
-        return " or ".join(_describe(s) for s in schema["anyOf"])
-    if "enum" in schema or "const" in schema:
-        values = dict.fromkeys(str(v) for v in schema.get("enum", [schema.get("const")]))  # 32 and "32": once
-        return "one of " + ", ".join(values)
-    text = _TYPE_WORDS.get(schema.get("type", ""), "a value")
-    if schema.get("type") == "array" and "items" in schema:
-        text += " of " + _describe(schema["items"]).replace("an integer", "integers")
-    bounds = [f"{op} {schema[k]}" for k, op in _BOUNDS if k in schema]
-    if "pattern" in schema:
-        bounds.append(f"matching {schema['pattern']}")
-    return f"{text} {' and '.join(bounds)}" if bounds else text
-
-
-def allowed(key: str) -> str:
-    """What option ``key`` accepts, in words (for error messages and help)."""
-    if key == "backbone":
-        from affectkit.models import list_models
-
-        return "one of " + ", ".join(list_models()) + ", or timm:<a timm model name>"
-    if key == "strategy":
-        return "auto or one of " + ", ".join(_strategies())
-    return _describe(_field_schemas()[key])
-
-
-def _choices(key: str) -> list[str]:
-    """The named values option ``key`` takes (for "did you mean" hints)."""
-    if key == "backbone":
-        from affectkit.models import list_models
-
-        return list_models()
-    if key == "strategy":
-        return ["auto", *_strategies()]
-
-    def values(schema: dict) -> list[str]:
-        out = [str(v) for v in schema.get("enum", [])]
-        return out + [v for s in schema.get("anyOf", []) for v in values(s)]
-
-    return values(_field_schemas()[key])
-
-
-def _suggest(value: Any, choices: list[str]) -> str:
-    close = difflib.get_close_matches(value, choices, n=1, cutoff=0.6) if isinstance(value, str) else []
-    return f" (did you mean {close[0]}?)" if close else ""
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = " ".join(repr(value).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def config_error(err: ValidationError, sources: dict[str, str] | None = None) -> ConfigError:
-    """One `ConfigError` for all problems pydantic found; ``sources`` says where a key was set (a file)."""
-    parts: list[str] = []
-    seen: set[str] = set()
-    for e in err.errors():
-        key = str(e["loc"][0]) if e["loc"] else "?"
-        if key in seen:  # a union reports one error per member: describe the field once
-            continue
-        seen.add(key)
-        name = key if key.isidentifier() else _short(key)
-        where = f"{name} in {sources[key]}" if sources and key in sources else name
-        if e["type"] == "extra_forbidden":
-            fix = _suggest(key, list(FIELDS)) or f"; known options: {', '.join(FIELDS)}"
-            parts.append(f"unknown config option {key!r} ({where}): remove or rename it{fix}")
-            continue
-        value = e.get("input")
-        if key == "data" and e["type"] == "value_error":  # check_sources says what is wrong and where
-            parts.append(f"invalid data ({where}): {e['ctx']['error']}")
-            continue
-        options = allowed(key)
-        hint = _suggest(value, _choices(key))
-        parts.append(f"invalid value {_short(value)} ({where}): use {options}{hint}")
-    error = ConfigError("; ".join(parts))
-    error.validation = err
-    return error
-
-
-# ----------------------------------------------------------------------------------------------- YAML files
-
-
-class _Loader(yaml.SafeLoader):
-    """Safe YAML with YAML 1.2 floats (``1e-4`` is a number) and duplicate keys refused."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d[\d_]*(?:\.[\d_]*)?|\.\d[\d_]*)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    loader.flatten_mapping(node)
-    seen: dict[Any, int] = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        line = key_node.start_mark.line + 1
-        if isinstance(key, (str, int, float, bool)) and key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first on line {seen[key]})", key_node.start_mark
-            )
-        if isinstance(key, (str, int, float, bool)):
-            seen[key] = line
-    return loader.construct_mapping(node, deep=deep)
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def parse_yaml(text: str, source: str) -> Any:
-    """YAML ``text`` parsed with the config rules; a syntax error is a `ConfigError` naming ``source`` and line."""
-    try:
-        return yaml.load(text, Loader=_Loader)  # safe: _Loader is a SafeLoader
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        at = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else source
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(
-            f"malformed YAML: {problem} ({at}): fix the YAML there (values holding ': ' or ' #' need quotes)"
-        ) from None
-
-
-def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The option: value mapping of a YAML config file (not validated yet)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"config file not found ({p}): check the --config path")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ConfigError(f"config file is not UTF-8 text ({p}): pass a YAML file") from None
-    loaded = parse_yaml(text, str(p))
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(
-            f"a config must be a mapping of option: value, got {type(loaded).__name__} ({p}): "
-            f"write one 'option: value' per line"
-        )
-    bad = [k for k in loaded if not isinstance(k, str)]
-    if bad:
-        raise ConfigError(
-            f"config option names must be text, got {_short(bad[0])} ({p}): use option names such as epochs, lr"
-        )
-    return loaded
 
 
 def build_config(values: dict[str, Any], sources: dict[str, str] | None = None) -> TrainConfig:
@@ -484,19 +248,23 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> TrainConfig
     return build_config(values, sources)
 
 
-def parse_set(items: list[str] | None) -> dict[str, Any]:
-    """``--set key=value`` items (values in YAML) as a dict; an item without ``=`` or a key is a `ConfigError`."""
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, eq, value = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not eq or not key:
-            raise ConfigError(f"--set needs KEY=VALUE, got {item!r} (--set {item}): write e.g. --set va_loss=ccc")
-        out[key] = parse_yaml(value, f"--set {item}")
-    return out
-
-
-def save_config(cfg: TrainConfig, path: str | Path) -> None:
-    from affectkit.io import atomic_write
-
-    atomic_write(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+__all__ = [
+    "ACCELERATORS",
+    "FIELDS",
+    "FORMATS",
+    "MIN_IMAGE_SIZE",
+    "MONITORS",
+    "PRECISIONS",
+    "SOURCE_KEYS",
+    "ConfigError",
+    "TrainConfig",
+    "allowed",
+    "build_config",
+    "check_sources",
+    "config_error",
+    "load_config",
+    "parse_set",
+    "parse_yaml",
+    "read_config_file",
+    "save_config",
+]

@@ -1,10 +1,12 @@
-"""Run folders, config resolution, callbacks, and `train()`: the function behind `affectkit train`."""
+"""`train()`, the function behind `affectkit train`: config resolution, data, model and the Lightning run.
+
+The run folder helpers live in `affectkit.training.rundir`, the callbacks in `affectkit.training.callbacks`;
+their names stay importable from here.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import os
 import time
 import warnings
@@ -13,210 +15,39 @@ from typing import Any, cast
 
 import lightning as L
 import torch
-from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from affectkit.io import atomic_torch_save, atomic_write
+from affectkit.io import atomic_write
+from affectkit.training.callbacks import EPOCH_COLUMNS, AtomicCheckpointIO, EpochMetricsWriter
 from affectkit.training.checkpoint import check_resumable
 from affectkit.training.config import ConfigError, TrainConfig, save_config
-from affectkit.training.module import EpochEndCallback
+from affectkit.training.rundir import (
+    RUN_DIR_ENV,
+    RUN_FILES,
+    discard_unstarted_run,
+    free_folder,
+    is_primary_process,
+    make_run_dir,
+    new_run_dir,
+)
 
-# Set by the primary process so the ranks Lightning launches later find the same run folder.
-RUN_DIR_ENV = "AFFECTKIT_RUN_DIR"
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning checkpoint I/O that writes atomically in the checkpoint's own folder and always loads with
-    ``weights_only=True`` (a crafted pickle cannot run code on ``--resume``).
-
-    Lightning's default goes through an fsspec transaction whose temporary file lives in the system temp folder;
-    when that is another filesystem the commit is a copy onto the destination, so a kill during it truncates
-    ``last.ckpt``. Here the temporary file sits next to the target and is renamed over it.
-    """
-
-    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
-        if storage_options is not None:
-            raise TypeError(f"{type(self).__name__} does not support storage_options")
-        atomic_torch_save(checkpoint, path)
-
-    def load_checkpoint(self, path, map_location=lambda storage, loc: storage, weights_only: bool | None = None):
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"checkpoint not found: {path}")
-        try:
-            return torch.load(path, map_location=map_location, weights_only=True)
-        except Exception as e:  # refused unpickling (crafted file) or a corrupt one
-            first = str(e).splitlines()[0] if str(e) else ""
-            raise ValueError(
-                f"{path}: not a loadable checkpoint with weights_only=True ({type(e).__name__}: {first})"
-            ) from e
-
-
-def is_primary_process() -> bool:
-    """True unless the environment names this process a non-zero rank (Lightning's launched ranks, torchrun,
-    SLURM, a manually started node with NODE_RANK > 0)."""
-    for var in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID"):
-        v = os.environ.get(var)
-        if v not in (None, "", "0"):
-            return False
-    return True
-
-
-EPOCH_COLUMNS = [
-    "epoch",
-    "train_loss",
-    "train_loss_expression",
-    "train_loss_valence",
-    "train_loss_arousal",
-    "train_accuracy",
-    "train_f1_macro",
-    "train_valence_rmse",
-    "train_valence_ccc",
-    "train_arousal_rmse",
-    "train_arousal_ccc",
-    "val_loss",
-    "val_loss_expression",
-    "val_loss_valence",
-    "val_loss_arousal",
-    "val_accuracy",
-    "val_f1_macro",
-    "val_valence_rmse",
-    "val_valence_ccc",
-    "val_arousal_rmse",
-    "val_arousal_ccc",
-    "val_score",
-    "lr",
-    "time_s",
+__all__ = [
+    "EPOCH_COLUMNS",
+    "RUN_DIR_ENV",
+    "RUN_FILES",
+    "AtomicCheckpointIO",
+    "EpochMetricsWriter",
+    "default_precision",
+    "discard_unstarted_run",
+    "free_folder",
+    "is_primary_process",
+    "make_run_dir",
+    "new_run_dir",
+    "quiet_lightning",
+    "resolve_config",
+    "train",
+    "trained_heads",
 ]
-
-
-class EpochMetricsWriter(EpochEndCallback):
-    """Appends one row per epoch to ``metrics.csv`` and ``metrics.json`` in the run folder."""
-
-    def __init__(self, run_dir: Path):
-        self.csv = Path(run_dir) / "metrics.csv"
-        self.json = Path(run_dir) / "metrics.json"
-        self.rows: list[dict[str, Any]] = []
-        self._t0 = time.time()
-
-    def on_train_start(self, trainer, pl_module):
-        # On resume, rows of epochs after the checkpoint are dropped: they will be run again. (Not in on_fit_start:
-        # Lightning restores the loops, hence current_epoch, only after that hook.)
-        if self.json.is_file():
-            rows = json.loads(self.json.read_text())
-            self.rows = [r for r in rows if r["epoch"] < trainer.current_epoch]
-        self._t0 = time.time()
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        self._t0 = time.time()
-
-    def write_epoch(self, trainer, pl_module):
-        if trainer.sanity_checking or not trainer.is_global_zero:
-            return
-        cm = trainer.callback_metrics
-        row: dict[str, Any] = {"epoch": trainer.current_epoch}
-        for k in EPOCH_COLUMNS[1:] + sorted(k for k in cm if k.startswith("val/")):  # val/<dataset>/...
-            if k in cm:
-                row[k] = float(cm[k])
-        opt = trainer.optimizers[0] if trainer.optimizers else None
-        if opt is not None:
-            row["lr"] = float(opt.param_groups[-1]["lr"])
-        row["time_s"] = round(time.time() - self._t0, 3)
-        self.rows = [r for r in self.rows if r["epoch"] != row["epoch"]] + [row]
-        atomic_write(self.json, json.dumps(self.rows, indent=1, allow_nan=True))
-        columns = EPOCH_COLUMNS + sorted({k for r in self.rows for k in r if k.startswith("val/")})
-        lines = [",".join(columns)]
-        for r in self.rows:
-            lines.append(",".join("" if r.get(c) is None else _fmt(r[c]) for c in columns))
-        atomic_write(self.csv, "\n".join(lines) + "\n")
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return "nan" if math.isnan(v) else f"{v:.6g}"
-    return str(v)
-
-
-def free_folder(base: Path) -> Path:
-    """``base`` if it is absent or empty, else the first free ``base-2``, ``base-3``, ..."""
-    run, i = base, 1
-    while run.exists() and any(run.iterdir()):
-        i += 1
-        run = base.with_name(f"{base.name}-{i}")
-    return run
-
-
-def new_run_dir(out: str | Path | None, cfg: TrainConfig, resume: bool, create: bool = True) -> Path:
-    """The run folder: never overwritten silently. A taken ``--out`` is refused unless resuming.
-
-    Only the primary process decides and checks; other ranks of a distributed run take the folder it chose
-    (``--out``, or the one it exported in ``$AFFECTKIT_RUN_DIR`` before launching them). ``create=False`` only
-    decides and checks (`make_run_dir` creates it later).
-    """
-    if not is_primary_process():
-        chosen = out if out is not None else os.environ.get(RUN_DIR_ENV)
-        if chosen is None:
-            raise ValueError("multi-process runs started by an external launcher (torchrun, srun) need --out RUN_DIR")
-        return Path(chosen)
-    if out is None and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
-        raise ValueError("multi-process runs started by an external launcher (torchrun, srun) need --out RUN_DIR")
-    if out is None:
-        run = free_folder(Path("runs") / (cfg.name or cfg.backbone.replace(":", "_").replace("/", "_")))
-        if resume:
-            raise ValueError("--resume needs --out RUN_DIR naming the run to continue")
-    else:
-        run = Path(out)
-        _check_folder_path(run)
-        if resume:
-            if not (run / "checkpoints" / "last.ckpt").is_file():
-                raise FileNotFoundError(f"{run}: nothing to resume (no checkpoints/last.ckpt)")
-        elif run.exists() and any(run.iterdir()):
-            raise FileExistsError(f"{run} already holds a run; choose another --out, or pass --resume to continue it")
-    if create:
-        run.mkdir(parents=True, exist_ok=True)
-    return run
-
-
-def _check_folder_path(run: Path) -> None:
-    """A file where the run folder (or a folder above it) should be is a user error, not a traceback."""
-    for p in (run, *run.parents):
-        if p.exists():
-            if not p.is_dir():
-                what = "--out" if p == run else f"the folder {p} in --out"
-                raise FileExistsError(
-                    f"{what} names an existing file, not a folder ({p}): choose a new folder for the run"
-                )
-            return
-
-
-def make_run_dir(run: Path) -> list[Path]:
-    """Create the run folder; returns the folders created (deepest last), for `discard_unstarted_run`."""
-    created = [p for p in (*reversed(run.parents), run) if not p.exists()]
-    run.mkdir(parents=True, exist_ok=True)
-    return created
-
-
-# What train() itself writes in a run folder; removed again when a new run fails before its first checkpoint.
-RUN_FILES = ("config.yaml", "split.json", "metrics.csv", "metrics.json", "train_summary.json")
-
-
-def discard_unstarted_run(run: Path, created: list[Path]) -> None:
-    """Undo a new run that failed before it saved a checkpoint, so the same ``--out`` can be used again.
-
-    Only affectkit's own files go (and the folders this run created, if left empty); a run with a checkpoint
-    is kept for ``--resume``.
-    """
-    ckpt = run / "checkpoints"
-    if (ckpt / "last.ckpt").is_file() or (ckpt / "best.ckpt").is_file():
-        return
-    for name in RUN_FILES:
-        (run / name).unlink(missing_ok=True)
-    for folder in (run, ckpt):
-        for tmp in folder.glob(".*.tmp") if folder.is_dir() else ():
-            tmp.unlink(missing_ok=True)
-    for folder in (ckpt, *reversed(created)):
-        with contextlib.suppress(OSError):
-            folder.rmdir()  # only if empty
 
 
 def quiet_lightning() -> None:
@@ -308,24 +139,47 @@ def resolve_config(cfg: TrainConfig) -> TrainConfig:
 
 def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: bool) -> None:
     """Everything of `train` after the run folder exists: split and config files, data, model, Lightning."""
-    from affectkit.data.module import AffectDataModule
-    from affectkit.data.sources import data_sources, is_multi, source_index
-    from affectkit.data.splits import save_split
+    from affectkit.data.sources import data_sources, is_multi
     from affectkit.models.registry import get_spec
     from affectkit.preprocess import Preprocess
-    from affectkit.training.losses import balanced_class_weights
-    from affectkit.training.module import AffectModule
 
-    split_path = run / "split.json"
-    if primary and not split_path.is_file():
-        save_split(split, split_path)  # atomic: ranks started by torchrun may read it at any moment
     if primary:
-        save_config(cfg, run / "config.yaml")
-
+        _save_run_files(cfg, run, split)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     # The preprocessing contract is fixed here, once, and travels with every checkpoint of the run.
     contract = Preprocess.from_config(cfg.to_dict(), get_spec(cfg.backbone).preprocess)
     sources = data_sources(cfg.data, cfg.format) if is_multi(cfg.data) else []
+    dm = _data_module(cfg, records, split, contract, sources)
+    module = _model(cfg, dm, contract, sources)
+    ckpt_dir = run / "checkpoints"
+    if primary and ckpt_dir.is_dir():
+        for stale in ckpt_dir.glob(".*.tmp"):  # a write cut short by a kill; the checkpoint it targeted is intact
+            stale.unlink(missing_ok=True)
+    callbacks = _callbacks(cfg, run)
+    trainer = _trainer(cfg, run, callbacks)
+    if resume:
+        check_resumable(ckpt_dir / "last.ckpt", cfg.backbone, cfg.decay_norm_bias)
+    t0 = time.time()
+    with warnings.catch_warnings():
+        quiet_lightning()
+        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_dir / "last.ckpt") if resume else None, weights_only=True)
+    if trainer.is_global_zero:
+        _write_summary(run, cfg, trainer, cast(ModelCheckpoint, callbacks[0]), dm, time.time() - t0, resume)
+
+
+def _save_run_files(cfg: TrainConfig, run: Path, split) -> None:
+    from affectkit.data.splits import save_split
+
+    split_path = run / "split.json"
+    if not split_path.is_file():
+        save_split(split, split_path)  # atomic: ranks started by torchrun may read it at any moment
+    save_config(cfg, run / "config.yaml")
+
+
+def _data_module(cfg: TrainConfig, records, split, contract, sources):
+    """The training data, checked to have a validation part."""
+    from affectkit.data.module import AffectDataModule
+
     # weights are given for every dataset or for none (checked with the config)
     weights = {s.name: float(s.weight or 0.0) for s in sources} if sources and sources[0].weight is not None else None
     dm = AffectDataModule(
@@ -345,6 +199,15 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
     dm.setup("fit")
     if "val" not in dm.datasets:
         raise ValueError("the split has no validation part: checkpoints are chosen on it (set val_size > 0)")
+    return dm
+
+
+def _model(cfg: TrainConfig, dm, contract, sources):
+    """The model to train: class weights and trained heads from the training part."""
+    from affectkit.data.sources import source_index
+    from affectkit.training.losses import balanced_class_weights
+    from affectkit.training.module import AffectModule
+
     class_weight = None
     if cfg.class_weights == "balanced":
         class_weight = balanced_class_weights(dm.class_counts("train")).tolist()
@@ -357,11 +220,12 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
     if sources:  # validation metrics per dataset too (val/<name>/accuracy, ...)
         names = [s.name for s in sources]
         module.val_sources = (names, source_index(dm.datasets["val"].samples, names))
+    return module
 
+
+def _callbacks(cfg: TrainConfig, run: Path) -> list[Callback]:
+    """The best and last checkpoints (the best one first), the metrics files, early stopping if asked for."""
     ckpt_dir = run / "checkpoints"
-    if primary and ckpt_dir.is_dir():
-        for stale in ckpt_dir.glob(".*.tmp"):  # a write cut short by a kill; the checkpoint it targeted is intact
-            stale.unlink(missing_ok=True)
     callbacks: list[Callback] = [
         ModelCheckpoint(
             dirpath=ckpt_dir,
@@ -387,7 +251,11 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
         )
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=cfg.monitor, mode="max", patience=cfg.early_stopping))
-    trainer = L.Trainer(
+    return callbacks
+
+
+def _trainer(cfg: TrainConfig, run: Path, callbacks: list[Callback]) -> L.Trainer:
+    return L.Trainer(
         max_epochs=cfg.epochs,
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -407,28 +275,26 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
         log_every_n_steps=10,
         plugins=[AtomicCheckpointIO()],
     )
-    if resume:
-        check_resumable(ckpt_dir / "last.ckpt", cfg.backbone, cfg.decay_norm_bias)
-    t0 = time.time()
-    with warnings.catch_warnings():
-        quiet_lightning()
-        trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_dir / "last.ckpt") if resume else None, weights_only=True)
-    if trainer.is_global_zero:
-        ck = cast(ModelCheckpoint, callbacks[0])
-        summary = {
-            "best_checkpoint": str(ck.best_model_path),
-            "best_score": float(ck.best_model_score) if ck.best_model_score is not None else None,
-            "best_epoch": _best_epoch(run),
-            "epochs_run": trainer.current_epoch,
-            "wall_time_s": round(time.time() - t0, 2),
-            "precision": cfg.precision,
-            "n_train": len(dm.datasets["train"]),
-            "n_val": len(dm.datasets["val"]),
-        }
-        prev = run / "train_summary.json"
-        if resume and prev.is_file():
-            summary["wall_time_s"] += json.loads(prev.read_text()).get("wall_time_s", 0)
-        atomic_write(prev, json.dumps(summary, indent=1))
+
+
+def _write_summary(
+    run: Path, cfg: TrainConfig, trainer: L.Trainer, ck: ModelCheckpoint, dm, wall_s: float, resume: bool
+) -> None:
+    """``train_summary.json``: the best checkpoint and how the run went (wall time summed over resumes)."""
+    summary = {
+        "best_checkpoint": str(ck.best_model_path),
+        "best_score": float(ck.best_model_score) if ck.best_model_score is not None else None,
+        "best_epoch": _best_epoch(run),
+        "epochs_run": trainer.current_epoch,
+        "wall_time_s": round(wall_s, 2),
+        "precision": cfg.precision,
+        "n_train": len(dm.datasets["train"]),
+        "n_val": len(dm.datasets["val"]),
+    }
+    prev = run / "train_summary.json"
+    if resume and prev.is_file():
+        summary["wall_time_s"] += json.loads(prev.read_text()).get("wall_time_s", 0)
+    atomic_write(prev, json.dumps(summary, indent=1))
 
 
 def trained_heads(cfg: TrainConfig, train_set) -> dict[str, bool]:
