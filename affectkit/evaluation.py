@@ -183,6 +183,16 @@ def evaluate(
     return res
 
 
+def split_samples(run_or_ckpt: str | Path, data: str | Path | None = None, split: str = "test") -> tuple[Any, list]:
+    """(the checkpoint's preprocessing contract, the samples of ``split``) chosen exactly as :func:`evaluate`
+    chooses them: the run's saved split on its own data, else the dataset's own part, else a fresh split."""
+    ck = _load_run_checkpoint(Path(run_or_ckpt))
+    records, data, same_data, name = _eval_records(ck.cfg, data, None, None, None)
+    keys, _ = _eval_keys(records, data, split, ck.run_dir if same_data else None, ck.cfg, same_data, name)
+    wanted = set(keys)
+    return ck.contract, [s for s in records.samples if s.key in wanted]
+
+
 def _run_info(ck: _Checkpoint, split: str, data, tta: bool, precision: str, scope: dict) -> dict[str, Any]:
     """What was evaluated, and how: the metrics' own description."""
     from affectkit.preprocess import describe_heads

@@ -27,19 +27,10 @@ AK = [sys.executable, "-m", "affectkit.cli"]
 
 
 def faces_of_split(run: Path, data: str, split: str, limit: int | None):
-    from affectkit.data import read_dataset
-    from affectkit.data.splits import load_split, make_split
-    from affectkit.preprocess import restore
-    from affectkit.training.checkpoint import META_KEY, read_checkpoint, resolve_checkpoint
+    from affectkit.evaluation import split_samples
 
-    meta = read_checkpoint(resolve_checkpoint(run))[META_KEY]
-    cfg = meta["config"]
-    contract, _ = restore(meta)
-    records = read_dataset(data, label_mode="majority")
-    same = Path(data).resolve() == Path(cfg["data"]).resolve() and (run / "split.json").is_file()
-    parts = load_split(run / "split.json") if same else make_split(records, seed=cfg.get("seed", 0))
-    keys = set(parts[split])
-    samples = [s for s in records.samples if s.key in keys and s.expression is not None][:limit]
+    contract, samples = split_samples(run, data, split)
+    samples = [s for s in samples if s.expression is not None][:limit]
     x = contract.to_tensor(np.stack([contract.to_array(s.image, box=s.box) for s in samples]))
     return x, np.array([s.expression for s in samples])
 

@@ -31,52 +31,24 @@ QUANTIZED_OPS = ["Conv", "Gemm", "MatMul", "Clip", "Relu"]
 def calibration_faces(
     ckpt: str | Path, data: str | Path | None = None, n: int = CALIBRATION_SIZE, seed: int = 0
 ) -> np.ndarray:
-    """``n`` normalised model inputs (float32, N x 3 x S x S) drawn (seeded) from the training images of a
-    checkpoint's run — its saved split's ``train`` part, or the dataset's own training split — through the
-    checkpoint's preprocessing contract. ``data`` overrides the dataset (a folder of the same layout)."""
-    from affectkit.data import read_dataset
-    from affectkit.data.splits import load_split, make_split
-    from affectkit.preprocess import restore
-    from affectkit.training.checkpoint import META_KEY, read_checkpoint, resolve_checkpoint
+    """``n`` normalised model inputs (float32, N x 3 x S x S) drawn (seeded) from the training part of a
+    checkpoint's data — chosen as ``evaluate`` chooses parts: the run's saved split, else the dataset's own or a
+    fresh split — through the checkpoint's preprocessing contract. ``data`` overrides the dataset."""
+    from affectkit.evaluation import split_samples
 
-    ckpt_path = resolve_checkpoint(Path(ckpt))
-    meta = read_checkpoint(ckpt_path)[META_KEY]
-    cfg = dict(meta.get("config") or {})
-    contract, _ = restore(meta)
-    source = data if data is not None else cfg.get("data")
-    if source is None:
-        raise ValueError(f"{ckpt_path}: the checkpoint names no training data; pass --calibration DATA")
-    if data is None and isinstance(source, list):  # a multi-dataset run: its datasets, keys as in its split
-        from affectkit.data.sources import combine, data_sources, read_sources
-
-        records = combine(
-            read_sources(data_sources(source, cfg.get("format")), label_mode=cfg.get("label_mode", "majority"))
-        )
-    else:
-        records = read_dataset(
-            source, format=cfg.get("format") if data is None else None, label_mode=cfg.get("label_mode", "majority")
-        )
-    run_split = ckpt_path.parent.parent / "split.json"
-    if data is None and ckpt_path.parent.name == "checkpoints" and run_split.is_file():
-        parts = load_split(run_split)
-    else:
-        parts = make_split(
-            records, test_size=cfg.get("test_size", 0.2), val_size=cfg.get("val_size", 0.1), seed=cfg.get("seed", 0)
-        )
-    keys = set(parts.get("train") or [s.key for s in records.samples])
-    pool = [s for s in records.samples if s.key in keys]
-    if not pool:
-        raise ValueError(f"{source}: no training images to calibrate on; pass --calibration DATA")
+    try:
+        contract, pool = split_samples(ckpt, data, split="train")
+    except ValueError as err:
+        raise ValueError(f"{err}; pass --calibration DATA with training images") from None
     rng = np.random.default_rng(seed)
-    chosen = [pool[i] for i in rng.permutation(len(pool))[:n]]
     faces = []
-    for s in chosen:
+    for i in rng.permutation(len(pool))[:n]:
         try:
-            faces.append(contract.to_array(s.image, box=s.box))
+            faces.append(contract.to_array(pool[i].image, box=pool[i].box))
         except Exception:  # an unreadable image is left out of calibration, as training leaves it out
             continue
     if not faces:
-        raise ValueError(f"{source}: none of the chosen calibration images could be read")
+        raise ValueError(f"{ckpt}: none of the chosen calibration images could be read")
     return contract.to_tensor(np.stack(faces))
 
 
