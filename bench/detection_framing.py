@@ -16,15 +16,12 @@ of both on the images where a face was found.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
-from machine import describe
+from affectkit.machine import describe
 
 
 def iou(a, b) -> float:

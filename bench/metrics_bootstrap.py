@@ -10,18 +10,14 @@ runs). Both see the same resamples.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from affectkit.machine import describe
 from affectkit.metrics._vectorised import classification_batch
 from affectkit.metrics.bootstrap import _counts, _index_blocks
 from affectkit.metrics.classification import classification_scalars
-
-from machine import describe
 
 
 def main() -> None:

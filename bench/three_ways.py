@@ -19,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from machine import describe
+from affectkit.machine import describe
 
 AK = [sys.executable, "-m", "affectkit.cli"]
 
