@@ -18,6 +18,8 @@ Steps, in order:
 3. colour: ``color="gray"`` turns the crop to luminance (ITU-R 601, Pillow's ``L``), replicated to 3 channels —
    a model trained on gray faces (FER+) sees colour photos as it saw its data;
 4. resize to ``input_size`` square with Pillow (``interpolation``), skipped when the crop already has that size;
+   a model trained on low-resolution faces (``source_size``, e.g. FER+'s 48 px) first has larger crops reduced to
+   that size, so a sharp face from a photo reaches it with the detail its training faces had;
 5. normalise (:meth:`Preprocess.to_tensor`): ``(x / 255 - mean) / std``, NCHW float32. The LightningModule
    applies the same formula on the device, after augmentation.
 """
@@ -37,7 +39,9 @@ from PIL import Image, ImageOps
 if TYPE_CHECKING:  # faces imports nothing heavy, but keep this module free of inference imports at run time
     from affectkit.inference.faces import Face
 
-VERSION = 1
+VERSION = 2
+# fields a contract of an older version may lack, with the value that reproduces what that version did
+ADDED_FIELDS = {"source_size": None}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 COLORS = ("rgb", "gray")
@@ -89,6 +93,7 @@ class Preprocess:
     color: str = "rgb"
     face_margin: float = DEFAULT_FACE_MARGIN
     align: bool = True
+    source_size: int | None = None
     version: int = VERSION
 
     def __post_init__(self) -> None:
@@ -96,6 +101,10 @@ class Preprocess:
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
         object.__setattr__(self, "input_size", int(self.input_size))
         object.__setattr__(self, "face_margin", float(self.face_margin))
+        if self.source_size is not None:
+            object.__setattr__(self, "source_size", int(self.source_size))
+            if self.source_size < 1:
+                raise ValueError(f"preprocess source_size must be >= 1 or None, got {self.source_size}")
         if self.input_size < 1:
             raise ValueError(f"preprocess input_size must be >= 1, got {self.input_size}")
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
@@ -126,6 +135,8 @@ class Preprocess:
     def from_dict(cls, d: dict[str, Any]) -> Preprocess:
         """Restore a stored contract. Every field must be present: a model is never fed by defaults."""
         names = {f.name for f in fields(cls)}
+        if int(d.get("version", VERSION)) < VERSION:
+            d = {**ADDED_FIELDS, **d}
         missing = sorted(names - set(d))
         if missing:
             raise ValueError(
@@ -149,11 +160,13 @@ class Preprocess:
             color=config.get("color") or "rgb",
             face_margin=float(config.get("face_margin", DEFAULT_FACE_MARGIN)),
             align=bool(config.get("align_faces", True)),
+            source_size=config.get("source_size"),
         )
 
     def store_key(self) -> str:
         """What decides the pixels of a decoded-image store (normalisation is applied later, on the device)."""
-        return f"{self.input_size}px-{self.color}-{self.interpolation}"
+        key = f"{self.input_size}px-{self.color}-{self.interpolation}"
+        return key + (f"-from{self.source_size}" if self.source_size else "")
 
     # -- image -> uint8 face -------------------------------------------------------------------------------
     def to_array(
@@ -204,6 +217,9 @@ class Preprocess:
         img = Image.fromarray(np.ascontiguousarray(crop, dtype=np.uint8))
         if self.color == "gray":
             img = img.convert("L")
+        s = self.source_size
+        if s and (img.width > s or img.height > s):
+            img = img.resize((s, s), INTERPOLATIONS[self.interpolation])
         if img.size != (self.input_size, self.input_size):
             img = img.resize((self.input_size, self.input_size), INTERPOLATIONS[self.interpolation])
         out = np.asarray(img, dtype=np.uint8)

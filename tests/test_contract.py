@@ -203,6 +203,26 @@ def test_stored_contract_is_restored_not_defaulted():
         Preprocess.from_dict(partial)
 
 
+def test_source_size_reduces_large_crops_first_and_old_contracts_still_load():
+    from affectkit.preprocess import Preprocess
+
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 255, (200, 200, 3), dtype=np.uint8)
+    pre = Preprocess(input_size=96, color="gray", source_size=48)
+    small = np.asarray(Image.fromarray(big).convert("L").resize((48, 48), Image.Resampling.BILINEAR))
+    expect = np.asarray(Image.fromarray(small).resize((96, 96), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(pre.finish(big)[:, :, 0], expect)
+    crop48 = rng.integers(0, 255, (48, 48, 3), dtype=np.uint8)  # a dataset's own crops are untouched by it
+    np.testing.assert_array_equal(pre.finish(crop48), Preprocess(input_size=96, color="gray").finish(crop48))
+    assert pre.store_key() != Preprocess(input_size=96, color="gray").store_key()
+    old = Preprocess(input_size=96).to_dict()
+    del old["source_size"]
+    old["version"] = 1  # written before source_size existed: means "no reduction"
+    assert Preprocess.from_dict(old).source_size is None
+    with pytest.raises(ValueError, match="source_size"):
+        Preprocess(source_size=0)
+
+
 @pytest.fixture(scope="module")
 def expression_only(tmp_path_factory):
     """A model trained without valence/arousal (loss weights 0, as the FER+ recipe)."""

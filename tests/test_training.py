@@ -175,6 +175,22 @@ def test_augment_batch_keeps_range_and_shape():
         assert torch.equal(flipped[i], x[i]) or torch.equal(flipped[i], x[i].flip(-1))
 
 
+def test_quality_augmentation_degrades_only_the_drawn_images():
+    torch.manual_seed(0)
+    x = torch.rand(32, 3, 48, 48)
+    assert torch.equal(augment_batch(x, flip=False, quality=0.0), x)
+    y = augment_batch(x, flip=False, quality=1.0)
+    assert y.shape == x.shape and y.dtype == x.dtype and y.min() >= 0 and y.max() <= 1
+    assert all(not torch.allclose(y[i], x[i], atol=1e-3) for i in range(32)), "p=1 degrades every image"
+    smooth = torch.rand(32, 3, 6, 6).repeat_interleave(8, 2).repeat_interleave(8, 3)  # blocky: loses detail
+    z = augment_batch(smooth, flip=False, quality=1.0)
+    assert (z - smooth).abs().mean() < 0.2, "a degraded face is still the same face"
+    half = augment_batch(x, flip=False, quality=0.5)
+    changed = sum(not torch.equal(half[i], x[i]) for i in range(32))
+    assert 4 < changed < 28
+    assert augment_batch(x.bfloat16(), flip=False, quality=1.0).dtype == torch.bfloat16
+
+
 def test_config_yaml_and_overrides(tmp_path):
     p = tmp_path / "c.yaml"
     p.write_text("backbone: vgg16\nepochs: 3\nlr: 0.01\n")

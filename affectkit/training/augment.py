@@ -1,4 +1,4 @@
-"""Batch augmentation on the device: flip, affine, colour jitter, random erasing.
+"""Batch augmentation on the device: flip, affine, colour jitter, image quality, random erasing.
 
 Working on a whole float batch after transfer keeps loaders to a memcpy and costs a few vectorised ops, on CPU
 and GPU alike, instead of a per-image PIL pipeline in worker processes.
@@ -13,7 +13,12 @@ import torch.nn.functional as F
 
 
 def augment_batch(
-    x: torch.Tensor, flip: bool = True, affine: float = 0.0, color: float = 0.0, erasing: float = 0.0
+    x: torch.Tensor,
+    flip: bool = True,
+    affine: float = 0.0,
+    color: float = 0.0,
+    erasing: float = 0.0,
+    quality: float = 0.0,
 ) -> torch.Tensor:
     """Augment images ``x`` (B, 3, H, W) in [0, 1]; each image draws its own parameters."""
     b = x.shape[0]
@@ -40,6 +45,8 @@ def augment_batch(
         gray = 0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]
         x = (x - gray) * jitter() + gray
         x = x.clamp(0, 1)
+    if quality > 0:
+        x = degrade(x, quality)
     if erasing > 0:
         h, w = x.shape[-2:]
         apply = torch.rand(b, device=dev) < erasing
@@ -59,4 +66,47 @@ def augment_batch(
             & apply[:, None, None]
         )
         x = torch.where(box[:, None], torch.rand_like(x), x)
+    return x
+
+
+# (down-and-up scale factors), (blur sigmas in px), (JPEG qualities), (noise std on 0..1): each a few buckets so a
+# batch costs a handful of vectorised calls
+_SCALES = (0.35, 0.5, 0.7)
+_SIGMAS = (0.6, 1.0, 1.5)
+_QUALITIES = (25, 45, 70)
+_NOISE = (0.01, 0.02, 0.04)
+
+
+def degrade(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Each image, with probability ``p``, loses quality one way: lower resolution (down and up again), Gaussian
+    blur, JPEG compression or sensor noise — the ways a face found in an ordinary photo or video frame differs from
+    a clean dataset crop. ``x`` (B, 3, H, W) in [0, 1]."""
+    from torchvision.io import decode_jpeg, encode_jpeg
+    from torchvision.transforms.v2.functional import gaussian_blur
+
+    b, _, h, w = x.shape
+    chosen = torch.rand(b, device=x.device) < p
+    kind = torch.randint(0, 4, (b,), device=x.device)
+    level = torch.randint(0, 3, (b,), device=x.device)
+    x = x.clone()
+    for k in range(4):
+        for lv in range(3):
+            idx = torch.nonzero(chosen & (kind == k) & (level == lv)).flatten()
+            if idx.numel() == 0:
+                continue
+            part = x[idx].float()  # antialiased resizing has no bf16 kernel
+            if k == 0:
+                small = (max(1, round(h * _SCALES[lv])), max(1, round(w * _SCALES[lv])))
+                part = F.interpolate(part, size=small, mode="bilinear", antialias=True, align_corners=False)
+                part = F.interpolate(part, size=(h, w), mode="bilinear", align_corners=False)
+            elif k == 1:
+                sigma = _SIGMAS[lv]
+                part = gaussian_blur(part, kernel_size=2 * math.ceil(2 * sigma) + 1, sigma=sigma)
+            elif k == 2:
+                u8 = (part.float().clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+                coded = encode_jpeg(list(u8), quality=_QUALITIES[lv])
+                part = torch.stack(decode_jpeg(coded)).to(x.device, x.dtype) / 255
+            else:
+                part = part + torch.randn_like(part) * _NOISE[lv]
+            x[idx] = part.clamp(0, 1).to(x.dtype)
     return x

@@ -89,6 +89,8 @@ class TrainConfig(BaseModel):
     # margin per side around detected faces at inference, matching crops (negative: tighter than MTCNN's box)
     face_margin: Annotated[float, Field(gt=-0.5, le=1)] = 0.2
     color: Literal["rgb", "gray"] = "rgb"  # gray models (FER+) see every face, colour photos too, as gray
+    # the training faces' resolution: larger crops (photos) are first reduced to it (FER+: 48), see preprocess.py
+    source_size: Annotated[int, Field(ge=8)] | None = None
     # model
     name: str | None = None
     backbone: str = "resnet50"  # a registered backbone or "timm:<name>"
@@ -134,6 +136,7 @@ class TrainConfig(BaseModel):
     aug_affine: float = Field(0.0, ge=0, le=2)  # strength: rotation +-15deg*s, scale +-10%*s, shift +-8%*s
     aug_color: Probability = 0.0  # brightness/contrast/saturation jitter amplitude
     aug_erasing: Probability = 0.0  # probability of one random erased rectangle per image
+    aug_quality: Probability = 0.0  # probability of lower resolution / blur / JPEG / noise (photo-like faces)
     # selection
     monitor: Literal[MONITORS] = "val_score"  # type: ignore[valid-type]  # see affectkit.metrics.selection_score
     # engine

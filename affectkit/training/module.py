@@ -83,7 +83,9 @@ class AffectModule(L.LightningModule):
         x = images.float().div_(255)
         if train:
             c = self.cfg
-            x = augment_batch(x, flip=c.aug_flip, affine=c.aug_affine, color=c.aug_color, erasing=c.aug_erasing)
+            x = augment_batch(
+                x, flip=c.aug_flip, affine=c.aug_affine, color=c.aug_color, erasing=c.aug_erasing, quality=c.aug_quality
+            )
         x = (x - self.mean) / self.std
         if self.cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
