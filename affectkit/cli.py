@@ -8,8 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from affectkit.cli_deploy import _add_export, _add_models, _add_predict, _add_serve
 from affectkit.cli_errors import USER_ERRORS, parse_args, run_verb
-from affectkit.extras import require
 
 __all__ = ["USER_ERRORS", "build_parser", "main"]  # USER_ERRORS: kept importable from here
 
@@ -175,58 +175,6 @@ def cmd_cache(a):
     print(f"{int(store.ok.sum())}/{len(store)} images cached at {a.size}px in {store.folder}")
 
 
-def cmd_predict(a):
-    from affectkit.inference import run_predict
-
-    rows = run_predict(
-        a.checkpoint,
-        a.inputs,
-        out=a.out,
-        annotate=a.annotate,
-        detect=not a.no_detect,
-        backend=a.backend,
-        every_n=a.every_n,
-        batch_size=a.batch_size,
-        threshold=a.threshold,
-        tta=a.tta,
-        precision=a.precision,
-    )
-    if not a.out:
-        for r in rows:
-            print(json.dumps(r, default=str))
-
-
-def cmd_export(a):
-    from affectkit.inference import export_onnx
-
-    if a.format != "onnx":
-        raise SystemExit(f"unsupported export format {a.format!r}: only onnx")
-    print(
-        export_onnx(
-            a.checkpoint,
-            a.out,
-            opset=a.opset,
-            quantize=a.quantize,
-            calibration=a.calibration,
-            calibration_size=a.calibration_size,
-        )
-    )
-
-
-def cmd_serve(a):
-    require("serve", "affectkit serve")
-    from affectkit.inference.server import serve
-
-    serve(
-        a.checkpoint,
-        host=a.host,
-        port=a.port,
-        max_upload_mb=a.max_upload_mb,
-        max_concurrent=a.max_concurrent,
-        read_timeout=a.read_timeout,
-    )
-
-
 _NUMERIC_HELP = "image_folder: class folders named 0..7 are AffectNet ids (never guessed)"
 
 
@@ -246,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_export(sub)
     _add_serve(sub)
+    _add_models(sub)
     _add_cache(sub)
     return p
 
@@ -349,60 +298,6 @@ def _add_demo(sub) -> None:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--difficulty", type=float, default=None, help="synthetic nuisance level in [0, 1] (default 0.4)")
     m.set_defaults(fn=cmd_demo)
-
-
-def _add_predict(sub) -> None:
-    pr = sub.add_parser("predict", help="expressions and valence/arousal for faces in images and videos")
-    pr.add_argument("checkpoint", help=".ckpt, run folder or .onnx")
-    pr.add_argument("inputs", nargs="+", help="image files, folders, globs, video files")
-    pr.add_argument("--out", default=None, help="results.csv or results.json")
-    pr.add_argument("--annotate", default=None, help="folder for annotated copies")
-    pr.add_argument("--no-detect", action="store_true", help="inputs are already face crops")
-    pr.add_argument("--backend", default="torch", choices=["torch", "onnx"])
-    pr.add_argument("--every-n", type=int, default=10, help="video: every Nth frame")
-    pr.add_argument("--batch-size", type=int, default=32)
-    pr.add_argument("--threshold", type=float, default=0.9, help="face detection confidence")
-    pr.add_argument("--tta", action="store_true")
-    pr.add_argument(
-        "--precision",
-        default="fp32",
-        choices=["fp32", "bf16"],
-        help="torch backend compute precision (default fp32, as evaluate)",
-    )
-    pr.set_defaults(fn=cmd_predict)
-
-
-def _add_export(sub) -> None:
-    x = sub.add_parser("export", help="export a checkpoint for portable inference")
-    x.add_argument("checkpoint")
-    x.add_argument("--format", default="onnx")
-    x.add_argument("--out", default="model.onnx")
-    x.add_argument("--opset", type=int, default=17)
-    x.add_argument(
-        "--quantize",
-        choices=["int8"],
-        default=None,
-        help="int8: ONNX Runtime static quantization, calibrated on training images (smaller, faster)",
-    )
-    x.add_argument(
-        "--calibration",
-        default=None,
-        metavar="DATA",
-        help="dataset to calibrate int8 on (default: the run's own training images)",
-    )
-    x.add_argument("--calibration-size", type=int, default=256, help="calibration images (default 256)")
-    x.set_defaults(fn=cmd_export)
-
-
-def _add_serve(sub) -> None:
-    sv = sub.add_parser("serve", help="web demo and JSON API")
-    sv.add_argument("checkpoint")
-    sv.add_argument("--host", default="127.0.0.1")
-    sv.add_argument("--port", type=int, default=8000)
-    sv.add_argument("--max-upload-mb", type=float, default=10)
-    sv.add_argument("--max-concurrent", type=int, default=4, help="predictions at once; more get 503")
-    sv.add_argument("--read-timeout", type=float, default=30.0, help="seconds a client may stall its upload")
-    sv.set_defaults(fn=cmd_serve)
 
 
 def _add_cache(sub) -> None:

@@ -60,14 +60,47 @@ def atomic_torch_save(obj: Any, path: str | Path) -> Path:
 
 def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best") -> Path:
     """The model file a user named: a run folder resolves to its ``checkpoints/best.ckpt`` (or ``last.ckpt``); a
-    file is returned as is. Every command that takes a run or a model file goes through here."""
+    shipped model's name (``affectkit models``) to its weights file; a file is returned as is. Every command that
+    takes a run or a model file goes through here."""
+    from affectkit import pretrained
+
     p = Path(run_or_ckpt)
     if p.is_file():
         return p
+    if pretrained.is_shipped_name(run_or_ckpt):
+        return pretrained.weights_path(str(run_or_ckpt))
     if not p.is_dir():
-        raise FileNotFoundError(f"checkpoint not found: {p} (no such file or run folder)")
+        raise FileNotFoundError(
+            f"checkpoint not found: {p} (no such file or run folder, nor a shipped model: see affectkit models)"
+        )
     for name in (f"{which}.ckpt", "last.ckpt"):
         cand = p / "checkpoints" / name
         if cand.is_file():
             return cand
     raise FileNotFoundError(f"{p}: no checkpoint found (looked for checkpoints/{which}.ckpt and checkpoints/last.ckpt)")
+
+
+MODEL_SUFFIXES = (".ckpt", ".onnx", ".safetensors")
+
+
+def looks_like_model(ref: str | Path) -> bool:
+    """Whether a command-line argument names a model: a model file, a run folder (it has ``checkpoints/``) or a
+    shipped model's name."""
+    from affectkit import pretrained
+
+    p = Path(ref)
+    if p.suffix.lower() in MODEL_SUFFIXES:
+        return True
+    if p.is_dir():
+        return (p / "checkpoints").is_dir()
+    return pretrained.is_shipped_name(ref)
+
+
+def split_model_argument(model: str | None, args: list[str]) -> tuple[str | None, list[str]]:
+    """``affectkit predict [MODEL] INPUT...``: (the model, or None for the shipped default; the inputs). The first
+    argument is the model when it names one (see ``looks_like_model``) and ``--model`` was not given."""
+    if model is not None or not args or not looks_like_model(args[0]):
+        return model, list(args)
+    if len(args) == 1:
+        raise ValueError(f"{args[0]} is a model: give the images or videos to predict after it")
+    return args[0], list(args[1:])

@@ -32,10 +32,11 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def serve_cli(model, cwd: Path, startup_s: float = 120.0):
-    """``affectkit serve MODEL --port P`` in a subprocess; yields (base URL, its /info) once it answers."""
+    """``affectkit serve [MODEL] --port P`` in a subprocess (no MODEL when None: the shipped default); yields (base
+    URL, its /info) once it answers."""
     port = free_port()
     proc = subprocess.Popen(
-        [*AK, "serve", str(model), "--port", str(port)],
+        [*AK, "serve", *([] if model is None else [str(model)]), "--port", str(port)],
         cwd=cwd,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

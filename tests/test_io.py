@@ -48,3 +48,20 @@ def test_resolve_checkpoint(tmp_path):
     assert resolve_checkpoint(run / "checkpoints" / "last.ckpt") == run / "checkpoints" / "last.ckpt"
     with pytest.raises(FileNotFoundError, match="no such file or run folder"):
         resolve_checkpoint(tmp_path / "nope.ckpt")
+
+
+def test_predict_arguments_start_with_the_model_only_when_they_name_one(tmp_path):
+    from affectkit.io import split_model_argument
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    assert split_model_argument(None, ["a.jpg", "b.jpg"]) == (None, ["a.jpg", "b.jpg"])
+    assert split_model_argument(None, [str(photos)]) == (None, [str(photos)])
+    assert split_model_argument(None, [str(run), "a.jpg"]) == (str(run), ["a.jpg"])
+    assert split_model_argument(None, ["m.onnx", "a.jpg"]) == ("m.onnx", ["a.jpg"])
+    assert split_model_argument(None, ["ferplus", "a.jpg"]) == ("ferplus", ["a.jpg"])
+    assert split_model_argument("m.ckpt", ["ferplus.jpg"]) == ("m.ckpt", ["ferplus.jpg"])
+    with pytest.raises(ValueError, match="give the images"):
+        split_model_argument(None, [str(run)])

@@ -157,6 +157,7 @@ class Predictor:
     preprocess : the model's :class:`~affectkit.preprocess.Preprocess` (or its stored dict).
     heads : which heads were trained ({"expression", "valence", "arousal"} -> bool); untrained ones report None.
     face_margin : overrides the contract's margin around detected faces (None: the model's own).
+    model_name, summary : a shipped model's name and one-line card summary (shown by the web demo).
     min_confidence : face-detector threshold.
     tta : average predictions over the image and its horizontal flip.
     """
@@ -173,8 +174,12 @@ class Predictor:
         device: str = "cpu",
         heads: dict[str, bool] | None = None,
         face_margin: float | None = None,
+        model_name: str | None = None,
+        summary: str | None = None,
     ):
         self.backend = backend
+        self.model_name = model_name  # a shipped model's name (affectkit models), else None
+        self.summary = summary
         self.contract = preprocess if isinstance(preprocess, Preprocess) else Preprocess.from_dict(preprocess)
         if face_margin is not None:  # an explicit choice for detected faces; the stored margin otherwise
             self.contract = dataclasses.replace(self.contract, face_margin=float(face_margin))
@@ -202,13 +207,24 @@ class Predictor:
 
     # ---- construction -------------------------------------------------------------------------
     @classmethod
-    def load(cls, path: str | Path, backend: str | None = None, device: str = "cpu", **kwargs) -> Predictor:
-        """Load a ``.ckpt`` or run folder (backend "torch") or ``.onnx`` (backend "onnx"; by suffix when None).
+    def load(
+        cls, path: str | Path | None = None, backend: str | None = None, device: str = "cpu", **kwargs
+    ) -> Predictor:
+        """Load a ``.ckpt`` or run folder (backend "torch") or ``.onnx`` (backend "onnx"; by suffix when None), or
+        a shipped model by name (``affectkit models``; None: the default, ``"ferplus"``) on either backend.
 
         kwargs go to the constructor (min_confidence, tta, batch_size) and, for torch, ``precision``
         ("fp32" default, or "bf16" autocast) and ``channels_last``; for onnx, ``threads``.
         """
-        path = resolve_checkpoint(path)  # a run folder: its best checkpoint
+        from affectkit import pretrained
+
+        path = resolve_checkpoint(pretrained.DEFAULT if path is None else path)  # a run folder: its best
+        shipped = pretrained.find(path)
+        if shipped is not None:
+            kwargs.setdefault("model_name", shipped.name)
+            kwargs.setdefault("summary", shipped.summary)
+        if backend == "onnx" and path.suffix.lower() == ".safetensors":
+            path = pretrained.onnx_file(path)  # exported once, into the cache
         if backend is None:
             backend = "onnx" if path.suffix.lower() == ".onnx" else "torch"
         if backend == "onnx":
@@ -283,6 +299,8 @@ class Predictor:
     def info(self) -> dict[str, Any]:
         """What the model is and what it can predict (the web demo's ``/info``)."""
         return {
+            "model": self.model_name,
+            "summary": self.summary,
             "backend": self.backend_name,
             "backbone": self.backbone,
             "input_size": self.input_size,

@@ -286,7 +286,7 @@ def make_server(
 
 
 def serve(
-    ckpt: str | Path | Predictor,
+    ckpt: str | Path | Predictor | None = None,
     host: str = "127.0.0.1",
     port: int = 8000,
     max_upload_mb: float = 10,
@@ -296,7 +296,8 @@ def serve(
     max_concurrent: int = 4,
     read_timeout: float = 30.0,
 ) -> None:
-    """Serve the demo for a ``.ckpt``/``.onnx`` model, a run folder (or a Predictor) until interrupted (Ctrl-C)."""
+    """Serve the demo for a ``.ckpt``/``.onnx`` model, a run folder, a shipped model's name (None: the default) or a
+    Predictor, until interrupted (Ctrl-C)."""
     predictor = (
         ckpt
         if isinstance(ckpt, Predictor)
@@ -305,7 +306,10 @@ def serve(
     httpd = make_server(predictor, host, port, max_upload_mb, max_concurrent=max_concurrent, read_timeout=read_timeout)
     h, p = httpd.server_address[:2]
     info = predictor.info()
-    print(f"model: {info['backbone'] or 'custom'} ({info['backend']}), {info['input_size']} px input", flush=True)
+    named = f"{info['model']}: {info['summary']}; " if info.get("model") else ""
+    print(
+        f"model: {named}{info['backbone'] or 'custom'} ({info['backend']}), {info['input_size']} px input", flush=True
+    )
     if info["note"]:
         print(f"note: {info['note']}", flush=True)
     print(f"affectkit demo on http://{h}:{p}/ (Ctrl-C to stop)", flush=True)

@@ -42,7 +42,7 @@ __all__ = [
 
 
 def run_predict(
-    ckpt: str | Path | Predictor,
+    ckpt: str | Path | Predictor | None,
     inputs: Sequence[str | Path] | str | Path,
     out: str | Path | None = None,
     annotate: str | Path | None = None,
@@ -57,8 +57,9 @@ def run_predict(
 ) -> list[dict[str, Any]]:
     """Predict every face in ``inputs`` (files, folders, globs, videos); return rows and write ``out``.
 
-    ``ckpt`` is a ``.ckpt``/``.onnx`` path (``backend`` "torch" or "onnx"; an ``.onnx`` path implies onnx) or a
-    ready ``Predictor``. ``threshold`` is the face-detector confidence; ``detect=False`` uses whole images.
+    ``ckpt`` is a ``.ckpt``/``.onnx`` path (``backend`` "torch" or "onnx"; an ``.onnx`` path implies onnx), a
+    shipped model's name (None: the default, see ``affectkit models``) or a ready ``Predictor``. ``threshold`` is
+    the face-detector confidence; ``detect=False`` uses whole images.
     ``annotate`` names a folder for annotated copies. Unreadable inputs give a warning and an error row.
     ``precision`` ("fp32" or "bf16") applies to the torch backend; ONNX runs its fp32 graph.
     """

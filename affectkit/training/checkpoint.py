@@ -33,8 +33,13 @@ def model_meta(model, config: dict[str, Any], preprocess=None, heads: dict[str, 
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Load a checkpoint dict with ``weights_only=True``; clear errors for missing or foreign files."""
+    """Load a checkpoint dict with ``weights_only=True``; clear errors for missing or foreign files. A shipped
+    model (its name or its ``.safetensors`` file) reads as the same dict, its fp16 weights as fp32."""
     path = resolve_checkpoint(path)
+    if path.suffix.lower() == ".safetensors":
+        from affectkit.pretrained import read_safetensors
+
+        return read_safetensors(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # unpickling refused or corrupt file

@@ -21,7 +21,8 @@ async function showModel() {
   try { info = await (await fetch("/info")).json(); } catch (err) { return; }
   const heads = info.heads || {};
   const can = ["expression", "valence", "arousal"].filter((k) => heads[k] !== false);
-  $("model").textContent = `Model: ${info.backbone || "?"} (${info.backend}), ${info.input_size} px input; ` +
+  const named = info.model ? `${info.model} (${info.summary}) — ` : "";
+  $("model").textContent = `Model: ${named}${info.backbone || "?"} (${info.backend}), ${info.input_size} px input; ` +
     `predicts ${can.join(", ") || "nothing"}.`;
   if (info.note) $("model-note").textContent = info.note.charAt(0).toUpperCase() + info.note.slice(1) + ".";
   $("va-panel").hidden = !(heads.valence !== false && heads.arousal !== false);
