@@ -50,12 +50,24 @@ def _png(rgb: np.ndarray, fmt: str = "PNG") -> bytes:
 
 
 def _post(url: str, data: bytes, ctype: str) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=data, method="POST", headers={"Content-Type": ctype})
+    """POST and read the answer, also when the server answers (413) and closes before the body is all sent: a
+    client then meets a broken pipe mid-upload, but the answer is already on the socket."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
     try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
+        conn.putrequest("POST", u.path + (f"?{u.query}" if u.query else ""))
+        conn.putheader("Content-Type", ctype)
+        conn.putheader("Content-Length", str(len(data)))
+        conn.endheaders()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            conn.send(data)
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        conn.close()
 
 
 def _multipart(field: str, filename: str, payload: bytes, ctype: str) -> tuple[bytes, str]:
