@@ -177,7 +177,9 @@ def evaluate(
     if trainer.is_global_zero:
         # another dataset's results go beside the run's own, never over them
         stem = split if name is None else f"{name}-{split}"
-        out_json = Path(out) if out else ((ck.run_dir or ck.path.parent) / "eval" / f"{stem}_metrics.json")
+        # a shipped model lives inside the installed package: its results go to ./<model name>/eval
+        home = ck.run_dir or (Path(ck.path.stem) if ck.path.suffix == ".safetensors" else ck.path.parent)
+        out_json = Path(out) if out else (home / "eval" / f"{stem}_metrics.json")
         _write_outputs(out_json, res, dm.datasets["test"], arrays, ck.heads, ck.cfg["image_size"])
         res["metrics_path"] = str(out_json)
     return res

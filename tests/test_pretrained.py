@@ -32,11 +32,20 @@ def shipped() -> Predictor:
     return Predictor.load()
 
 
-@pytest.fixture
-def face_png(tmp_path) -> Path:
-    path = tmp_path / "face.png"
+@pytest.fixture(scope="module")
+def face_png(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("photo") / "face.png"
     Image.fromarray(astronaut_face()).save(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def default_row(tmp_path_factory, face_png) -> dict:
+    """``affectkit predict face.png --no-detect``: no model named, the shipped one answers."""
+    d = tmp_path_factory.mktemp("predict")
+    ak("predict", face_png, "--no-detect", "--out", "r.json", cwd=d)
+    (row,) = json.loads((d / "r.json").read_text())
+    return row
 
 
 # ---- the files -----------------------------------------------------------------------------------------
@@ -151,9 +160,8 @@ def test_models_lists_and_prints_the_card(tmp_path):
     assert res.returncode == 2 and "no shipped model named 'nope'" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_predict_without_a_model_uses_the_shipped_one(tmp_path, face_png, shipped):
-    ak("predict", face_png, "--no-detect", "--out", "r.json", cwd=tmp_path)
-    (row,) = json.loads((tmp_path / "r.json").read_text())
+def test_predict_without_a_model_uses_the_shipped_one(tmp_path, face_png, shipped, default_row):
+    row = default_row
     (face,) = shipped.predict(face_png, detect=False)
     assert row["expression"] == face.expression and row["valence"] is None
     # naming it first, or with --model, is the same
@@ -162,11 +170,10 @@ def test_predict_without_a_model_uses_the_shipped_one(tmp_path, face_png, shippe
     assert json.loads((tmp_path / "m.json").read_text()) == json.loads((tmp_path / "n.json").read_text()) == [row]
 
 
-def test_export_the_shipped_model_and_predict_with_the_onnx(tmp_path, face_png):
+def test_export_the_shipped_model_and_predict_with_the_onnx(tmp_path, face_png, default_row):
     ak("export", pretrained.DEFAULT, "--out", "f.onnx", cwd=tmp_path)
     ak("predict", "f.onnx", face_png, "--no-detect", "--out", "o.json", cwd=tmp_path)
-    ak("predict", face_png, "--no-detect", "--out", "t.json", cwd=tmp_path)
-    (o,), (t,) = (json.loads((tmp_path / f).read_text()) for f in ("o.json", "t.json"))
+    (o,), t = json.loads((tmp_path / "o.json").read_text()), default_row
     assert o["expression"] == t["expression"]
     assert max(abs(o[f"prob_{k}"] - t[f"prob_{k}"]) for k in EXPRESSIONS) < 1e-3
 
@@ -192,10 +199,11 @@ def test_evaluate_the_shipped_model_on_ferplus_faces(tmp_path, ferplus_root):
         (root / folder / "label.csv").write_text("\n".join(rows) + "\n")
         for r in rows:  # links, not copies: the images stay in ../shared
             (root / folder / r.split(",")[0]).symlink_to(ferplus_root / folder / r.split(",")[0])
-    ak("evaluate", pretrained.DEFAULT, "--data", root, "--split", "val", "--out", "ev/val_metrics.json", cwd=tmp_path)
-    m = json.loads((tmp_path / "ev" / "val_metrics.json").read_text())
+    ak("evaluate", pretrained.DEFAULT, "--data", root, "--split", "val", cwd=tmp_path)
+    ev = tmp_path / pretrained.DEFAULT / "eval"  # beside the user, never inside the installed package
+    m = json.loads((ev / "mini-val_metrics.json").read_text())
     assert m["valence"] is None and m["heads"]["valence"] is False and m["preprocess"]["source_size"] == 48
-    npz = np.load(tmp_path / "ev" / "val_predictions.npz")
+    npz = np.load(ev / "mini-val_predictions.npz")
     ak("predict", root / "FER2013Valid", "--no-detect", "--out", "p.json", cwd=tmp_path)
     by_file = {Path(r["source"]).name: r["expression"] for r in json.loads((tmp_path / "p.json").read_text())}
     pred = {Path(k).name: EXPRESSIONS[p] for k, p in zip(npz["keys"], npz["y_prob"].argmax(1), strict=True)}
