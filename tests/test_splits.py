@@ -224,9 +224,9 @@ def test_grouped_splits_never_share_a_group(sizes, classes, test_size, val_size,
 
 
 def test_many_groups_use_a_shuffled_group_split(monkeypatch) -> None:
-    from affectkit.data import splits
+    from affectkit.data import group_split
 
-    monkeypatch.setattr(splits, "_MAX_STRATIFIED_GROUPS", 5)  # as if the dataset had thousands of groups
+    monkeypatch.setattr(group_split, "_MAX_STRATIFIED_GROUPS", 5)  # as if the dataset had thousands of groups
     records = _grouped_records([2] * 50)
     split = make_split(records, test_size=0.2, val_size=0.1, seed=4)
     groups = _part_groups(records, split)
