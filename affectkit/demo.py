@@ -142,6 +142,14 @@ def run_demo(
         "models": {bb: _figures(r) for bb, r in results.items()},
     }
     (out / "demo_summary.json").write_text(json.dumps(summary, indent=1))
+    _say_results(summary, paths, runs, out, say)
+    return summary
+
+
+def _say_results(summary: dict[str, Any], paths, runs: list, out: Path, say) -> None:
+    """The comparison table, the verdicts, where the reports are and how long the demo took."""
+    from affectkit.machine import describe
+
     md = Path(paths["md"]) if isinstance(paths, dict) and "md" in paths else None
     if md is not None and md.is_file():
         say("\n" + md.read_text())
@@ -149,7 +157,6 @@ def run_demo(
     say(f"reports: {', '.join(str(r / 'report' / 'index.html') for r in runs)}")
     say(f"comparison: {out / 'comparison'}")
     say(f"the demo took {minutes(summary['wall_time_s'])} on this machine ({describe()})")
-    return summary
 
 
 def _announce_estimate(cfgs: dict, n: int, elapsed: float, say) -> float:

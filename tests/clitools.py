@@ -13,6 +13,38 @@ import urllib.request
 from pathlib import Path
 
 AK = [sys.executable, "-m", "affectkit.cli"]
+FERPLUS_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "ferplus.yaml"
+
+
+def tiny(image_size: int = 32, batch_size: int | None = 16, epochs: int = 1) -> list[str]:
+    """The options of a tiny CPU training run: ResNet-18 from scratch, small images, one epoch, no progress bar
+    (``batch_size`` None: the default batch size)."""
+    args = ["--backbone", "resnet18", "--weights", "none", "--image-size", str(image_size)]
+    if batch_size is not None:
+        args += ["--batch-size", str(batch_size)]
+    return [*args, "--epochs", str(epochs), "--set", "progress=false"]
+
+
+def train_args(
+    data: object = "faces", *extra: object, out: object = "run", config: object = None, **tiny_kw
+) -> list[object]:
+    """``train [--config CONFIG] --data DATA`` with the options of :func:`tiny` (``tiny_kw``), ``--out OUT`` and
+    ``extra``."""
+    first = ["train"] if config is None else ["train", "--config", config]
+    return [*first, "--data", data, *tiny(**tiny_kw), "--out", out, *extra]
+
+
+def link_ferplus(ferplus_root: Path, root: Path, counts: dict[str, int]) -> Path:
+    """A mini FER+ copy at ``root``: the first ``n`` label rows of each folder named in ``counts`` (folder ->
+    n), the images as links, not copies (they stay in ../shared)."""
+    for folder, n in counts.items():
+        rows = (ferplus_root / folder / "label.csv").read_text().splitlines()[:n]
+        (root / folder).mkdir(parents=True)
+        (root / folder / "label.csv").write_text("\n".join(rows) + "\n")
+        for r in rows:
+            name = r.split(",")[0]
+            (root / folder / name).symlink_to(ferplus_root / folder / name)
+    return root
 
 
 def ak(*args, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import torch
 
-from clitools import AK, ak
+from clitools import AK, ak, train_args
 
 
 def run(*args, cwd) -> subprocess.CompletedProcess:
@@ -19,26 +19,7 @@ def run(*args, cwd) -> subprocess.CompletedProcess:
 def trained(tmp_path_factory):
     d = tmp_path_factory.mktemp("ckpts")
     ak("synth", "--out", "faces", "-n", 48, "--size", 32, "--seed", 1, "--quiet", cwd=d)
-    ak(
-        "train",
-        "--data",
-        "faces",
-        "--backbone",
-        "resnet18",
-        "--weights",
-        "none",
-        "--epochs",
-        1,
-        "--image-size",
-        32,
-        "--batch-size",
-        16,
-        "--out",
-        "run",
-        "--set",
-        "progress=false",
-        cwd=d,
-    )
+    ak(*train_args(), cwd=d)
     return d
 
 
@@ -110,51 +91,14 @@ def test_resume_refuses_another_backbone_and_minimal_checkpoints(trained):
 
     model, meta = load_model(trained / "run")
     save_model_checkpoint(model, other / "checkpoints" / "last.ckpt", meta["config"], meta["contract"], meta["heads"])
-    r = run(
-        "train",
-        "--data",
-        "faces",
-        "--backbone",
-        "resnet18",
-        "--weights",
-        "none",
-        "--epochs",
-        2,
-        "--image-size",
-        32,
-        "--out",
-        "minimal",
-        "--resume",
-        "--set",
-        "progress=false",
-        cwd=trained,
-    )
+    r = run(*train_args("faces", "--resume", out="minimal", batch_size=None, epochs=2), cwd=trained)
     assert r.returncode == 2 and "not a training checkpoint" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 
 def test_resume_refuses_another_weight_decay_grouping(trained):
     """Optimiser state holds one entry per parameter group: a run resumes only with its own grouping, and a run
     saved before decay_norm_bias existed (weight decay on everything) is told to pass the old value."""
-    args = (
-        "train",
-        "--data",
-        "faces",
-        "--backbone",
-        "resnet18",
-        "--weights",
-        "none",
-        "--epochs",
-        2,
-        "--image-size",
-        32,
-        "--batch-size",
-        16,
-        "--out",
-        "run",
-        "--resume",
-        "--set",
-        "progress=false",
-    )
+    args = train_args("faces", "--resume", epochs=2)
     last = trained / "run" / "checkpoints" / "last.ckpt"
     r = run(*args, "--set", "decay_norm_bias=true", cwd=trained)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr

@@ -15,23 +15,11 @@ import yaml
 
 from affectkit.training.config import parse_set
 
+from clitools import tiny
 from test_config import CORPUS, MALFORMED_YAML  # the generated bad-input corpus
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = [
-    "--backbone",
-    "resnet18",
-    "--weights",
-    "none",
-    "--image-size",
-    "32",
-    "--batch-size",
-    "16",
-    "--epochs",
-    "1",
-    "--set",
-    "progress=false",
-]
+TINY = tiny()
 
 
 def affectkit(*args: str, cwd: Path, **env_extra: str) -> subprocess.CompletedProcess:

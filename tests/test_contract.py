@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -23,7 +22,7 @@ from PIL import Image
 
 from affectkit.labels import EXPRESSIONS
 
-from clitools import ak, serve_cli
+from clitools import FERPLUS_CONFIG, ak, link_ferplus, serve_cli, train_args
 
 TOL = 1e-4
 SIZE = 40  # not 224, not the images' own 48: the stored contract must carry it
@@ -51,26 +50,7 @@ def trained(tmp_path_factory):
     """synth -> train at 40 px -> evaluate --split test, all through the CLI. Returns (folder, eval rows)."""
     d = tmp_path_factory.mktemp("contract")
     ak("synth", "--out", "faces", "-n", 160, "--size", 48, "--seed", 3, "--difficulty", 0.4, "--quiet", cwd=d)
-    ak(
-        "train",
-        "--data",
-        "faces",
-        "--backbone",
-        "resnet18",
-        "--weights",
-        "none",
-        "--epochs",
-        1,
-        "--image-size",
-        SIZE,
-        "--batch-size",
-        16,
-        "--out",
-        "run",
-        "--set",
-        "progress=false",
-        cwd=d,
-    )
+    ak(*train_args(image_size=SIZE), cwd=d)
     out = ak("evaluate", "run", "--split", "test", cwd=d).stdout
     assert "valence" in out
     rows = read_rows(d / "run" / "eval" / "test_predictions.csv")
@@ -228,30 +208,7 @@ def expression_only(tmp_path_factory):
     """A model trained without valence/arousal (loss weights 0, as the FER+ recipe)."""
     d = tmp_path_factory.mktemp("noVA")
     ak("synth", "--out", "faces", "-n", 64, "--size", 32, "--seed", 5, "--quiet", cwd=d)
-    ak(
-        "train",
-        "--data",
-        "faces",
-        "--backbone",
-        "resnet18",
-        "--weights",
-        "none",
-        "--epochs",
-        1,
-        "--image-size",
-        32,
-        "--batch-size",
-        16,
-        "--out",
-        "run",
-        "--set",
-        "progress=false",
-        "--set",
-        "loss_valence=0",
-        "--set",
-        "loss_arousal=0",
-        cwd=d,
-    )
+    ak(*train_args("faces", "--set", "loss_valence=0", "--set", "loss_arousal=0"), cwd=d)
     return d
 
 
@@ -276,38 +233,8 @@ def test_untrained_heads_report_nothing(expression_only):
 
 def test_ferplus_valid_agreement(ferplus_root, tmp_path):
     """48 px gray FER+ PNGs, a model trained for a few steps: evaluate == predict --no-detect."""
-    root = tmp_path / "ferplus"
-    for folder, n in (("FER2013Train", 96), ("FER2013Valid", 48)):
-        (root / folder).mkdir(parents=True)
-        rows = (ferplus_root / folder / "label.csv").read_text().splitlines()[:n]
-        (root / folder / "label.csv").write_text("\n".join(rows) + "\n")
-        for r in rows:  # links, not copies: the images stay in ../shared
-            name = r.split(",")[0]
-            os.symlink(ferplus_root / folder / name, root / folder / name)
-    ak(
-        "train",
-        "--config",
-        Path(__file__).parents[1] / "configs" / "ferplus.yaml",
-        "--data",
-        root,
-        "--backbone",
-        "resnet18",
-        "--weights",
-        "none",
-        "--epochs",
-        1,
-        "--image-size",
-        48,
-        "--batch-size",
-        16,
-        "--out",
-        "run",
-        "--set",
-        "progress=false",
-        "--set",
-        "freeze_epochs=0",
-        cwd=tmp_path,
-    )
+    root = link_ferplus(ferplus_root, tmp_path / "ferplus", {"FER2013Train": 96, "FER2013Valid": 48})
+    ak(*train_args(root, "--set", "freeze_epochs=0", config=FERPLUS_CONFIG, image_size=48), cwd=tmp_path)
     ak("evaluate", "run", "--split", "val", cwd=tmp_path)
     ref = read_rows(tmp_path / "run" / "eval" / "val_predictions.csv")
     assert ref and all(r["valence"] == "" for r in ref.values())

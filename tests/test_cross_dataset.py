@@ -14,22 +14,9 @@ from sklearn.metrics import f1_score
 
 from affectkit.evaluation import MAX_THUMBS, pick_thumbs
 
-from clitools import ak
+from clitools import FERPLUS_CONFIG, ak, link_ferplus, tiny
 
-TINY = [
-    "--backbone",
-    "resnet18",
-    "--weights",
-    "none",
-    "--image-size",
-    "32",
-    "--batch-size",
-    "32",
-    "--epochs",
-    "1",
-    "--set",
-    "progress=false",
-]
+TINY = tiny(batch_size=32)
 SEVEN = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger")  # no contempt, as FER2013 or RAF-DB
 
 
@@ -147,24 +134,25 @@ def test_sample_grid_shows_errors_up_to_half(n_wrong):
 FERPLUS_COLUMNS = ("neutral", "happy", "surprise", "sad", "anger", "disgust", "fear", "contempt")
 
 
-def _link_ferplus(src: Path, dst: Path, rows: list[str]) -> None:
-    dst.mkdir(parents=True)
-    (dst / "label.csv").write_text("\n".join(rows) + "\n")
-    for r in rows:  # links, not copies: the images stay in ../shared
-        (dst / r.split(",")[0]).symlink_to(src / r.split(",")[0])
-
-
 @pytest.mark.ferplus
 def test_ferplus_model_on_a_seven_class_folder(ferplus_root, tmp_path):
     """A model trained (briefly) on FER+ evaluated on a 7-class image folder made of FER+ Valid faces sorted by
     their majority vote: 7 classes counted, Contempt absent, restricted accuracy beside the plain one."""
-    root = tmp_path / "ferplus"
-    train_rows = (ferplus_root / "FER2013Train" / "label.csv").read_text().splitlines()[:96]
+    root = link_ferplus(ferplus_root, tmp_path / "ferplus", {"FER2013Train": 96, "FER2013Valid": 48})
     valid_rows = (ferplus_root / "FER2013Valid" / "label.csv").read_text().splitlines()[:240]
-    _link_ferplus(ferplus_root / "FER2013Train", root / "FER2013Train", train_rows)
-    _link_ferplus(ferplus_root / "FER2013Valid", root / "FER2013Valid", valid_rows[:48])
-    cfg = Path(__file__).parents[1] / "configs" / "ferplus.yaml"
-    ak("train", "--config", cfg, "--data", root, *TINY, "--out", "run", "--set", "freeze_epochs=0", cwd=tmp_path)
+    ak(
+        "train",
+        "--config",
+        FERPLUS_CONFIG,
+        "--data",
+        root,
+        *TINY,
+        "--out",
+        "run",
+        "--set",
+        "freeze_epochs=0",
+        cwd=tmp_path,
+    )
     seven, n = tmp_path / "seven", 0
     for r in valid_rows:
         name, votes = r.split(",")[0], [int(v) for v in r.split(",")[-10:-2]]

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clitools import train_args
+
 ROOT = Path(__file__).parents[1]
 N_FACES = 45  # odd: a DistributedSampler over 2 ranks pads one duplicate sample
 
@@ -118,35 +120,10 @@ def test_ddp_training_two_cpu_processes(setup):
     tmp, faces, _ = setup
     env = _env(tmp)
     run = tmp / "ddp_run"
+    ddp = ["--devices", "2", "--strategy", "ddp", "--accelerator", "cpu", "--precision", "32-true"]
     r = _cli(
         env,
-        "train",
-        "--data",
-        str(faces),
-        "--backbone",
-        "resnet18",
-        "--weights",
-        "none",
-        "--image-size",
-        "32",
-        "--batch-size",
-        "8",
-        "--epochs",
-        "1",
-        "--devices",
-        "2",
-        "--strategy",
-        "ddp",
-        "--accelerator",
-        "cpu",
-        "--precision",
-        "32-true",
-        "--set",
-        "val_size=0.2",
-        "--set",
-        "progress=false",
-        "--out",
-        str(run),
+        *map(str, train_args(faces, *ddp, "--set", "val_size=0.2", out=run, batch_size=8)),
     )
     assert r.stdout.count("run folder:") == 2  # both ranks ran train() and agreed on the folder
     summary = json.loads((run / "train_summary.json").read_text())

@@ -8,7 +8,6 @@ import os
 import pickle
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,47 +16,16 @@ import torch
 
 from affectkit.cli import main
 
+from clitools import AK, train_args
+
 ROOT = Path(__file__).parents[1]
 N_STEPS_PER_EPOCH = 10  # 120 faces -> 84 train at batch 8, last partial batch dropped
 
 
 def _args(data: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "affectkit.cli",
-        "train",
-        "--data",
-        str(data),
-        "--backbone",
-        "resnet18",
-        "--weights",
-        "none",
-        "--image-size",
-        "32",
-        "--batch-size",
-        "8",
-        "--epochs",
-        "2",
-        "--lr",
-        "0.002",
-        "--seed",
-        "3",
-        "--deterministic",
-        "--set",
-        "ckpt_every_n_steps=3",
-        "--set",
-        "progress=false",
-        "--set",
-        "aug_affine=0.5",
-        "--set",
-        "aug_color=0.2",
-        "--set",
-        "aug_erasing=0.3",
-        "--out",
-        str(out),
-        *extra,
-    ]
+    options = ["--lr", "0.002", "--seed", "3", "--deterministic", "--set", "ckpt_every_n_steps=3"]
+    augment = ["--set", "aug_affine=0.5", "--set", "aug_color=0.2", "--set", "aug_erasing=0.3"]
+    return [*AK, *map(str, train_args(data, *options, *augment, *extra, out=out, batch_size=8, epochs=2))]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -136,26 +104,7 @@ def test_resume_refuses_crafted_pickle(faces, tmp_path, capsys):
 
     with open(run / "checkpoints" / "last.ckpt", "wb") as f:
         pickle.dump({"state_dict": Evil()}, f)
-    rc = main(
-        [
-            "train",
-            "--data",
-            str(faces),
-            "--backbone",
-            "resnet18",
-            "--weights",
-            "none",
-            "--image-size",
-            "32",
-            "--epochs",
-            "1",
-            "--out",
-            str(run),
-            "--resume",
-            "--set",
-            "progress=false",
-        ]
-    )
+    rc = main([*map(str, train_args(faces, "--resume", out=run, batch_size=None))])
     assert rc == 2
     err = capsys.readouterr().err
     assert "last.ckpt" in err and "weights_only" in err

@@ -140,15 +140,19 @@ def _part_groups(records: Records, split) -> dict[str, set]:
     return {name: {group_of[k] for k in keys} for name, keys in split.items()}
 
 
-def test_grouped_split_keeps_groups_whole_and_records_them(tmp_path: Path) -> None:
-    records = _grouped_records([12] * 40)
-    split = make_split(records, test_size=0.2, val_size=0.1, seed=0)
-    groups = _part_groups(records, split)
+def _assert_no_shared_group(groups: dict[str, set]) -> None:
     assert (
         not groups["train"] & groups["test"]
         and not groups["train"] & groups["val"]
         and not groups["val"] & groups["test"]
-    )
+    ), groups
+
+
+def test_grouped_split_keeps_groups_whole_and_records_them(tmp_path: Path) -> None:
+    records = _grouped_records([12] * 40)
+    split = make_split(records, test_size=0.2, val_size=0.1, seed=0)
+    groups = _part_groups(records, split)
+    _assert_no_shared_group(groups)
     assert sorted(k for keys in split.values() for k in keys) == sorted(s.key for s in records.samples)
     assert len(groups["test"]) == 8 and len(groups["val"]) == 4  # equal groups: exact fractions of groups
     assert split.info["grouped"] is True and split.info["split_by"] == "auto"
@@ -214,25 +218,15 @@ def test_grouped_splits_never_share_a_group(sizes, classes, test_size, val_size,
     split = make_split(records, test_size=test_size, val_size=val_size, seed=seed)
     assert sorted(k for keys in split.values() for k in keys) == sorted(s.key for s in records.samples)  # a partition
     groups = _part_groups(records, split)
-    groups = {name: {g for g in members if g is not None} for name, members in groups.items()}
-    assert (
-        not groups["train"] & groups["val"]
-        and not groups["train"] & groups["test"]
-        and not groups["val"] & groups["test"]
-    )
+    _assert_no_shared_group({name: {g for g in members if g is not None} for name, members in groups.items()})
     assert split["train"]
 
 
 def test_many_groups_use_a_shuffled_group_split(monkeypatch) -> None:
-    from affectkit.data import splits
+    from affectkit.data import group_split
 
-    monkeypatch.setattr(splits, "_MAX_STRATIFIED_GROUPS", 5)  # as if the dataset had thousands of groups
+    monkeypatch.setattr(group_split, "_MAX_STRATIFIED_GROUPS", 5)  # as if the dataset had thousands of groups
     records = _grouped_records([2] * 50)
     split = make_split(records, test_size=0.2, val_size=0.1, seed=4)
-    groups = _part_groups(records, split)
-    assert (
-        not groups["train"] & groups["test"]
-        and not groups["train"] & groups["val"]
-        and not groups["val"] & groups["test"]
-    )
+    _assert_no_shared_group(_part_groups(records, split))
     assert len(split["test"]) == 20 and len(split["val"]) == 10  # equal groups: exact

@@ -34,16 +34,13 @@ from pathlib import Path
 
 import numpy as np
 
+from affectkit.data.group_split import grouped_split, groups_info, warn_shared_groups
 from affectkit.data.records import Records, Sample
 from affectkit.io import atomic_write
 
 SPLIT_NAMES = ("train", "val", "test")
 SPLIT_BY = ("auto", "group", "none")
 _TEST_FROM_VAL_FORMATS = {"affectnet_npy", "affectnet_csv", "affwild2"}
-_MAX_FOLDS = 20
-# StratifiedGroupKFold costs ~1 ms per group and fold; beyond this many groups (ExpW's photos) a shuffled group
-# split (GroupShuffleSplit) is used: with that many small groups it is near-stratified and near-exact anyway.
-_MAX_STRATIFIED_GROUPS = 2000
 FILE_VERSION = 1
 
 
@@ -123,99 +120,27 @@ def _use_groups(samples: Sequence[Sample], split_by: str, fmt: str | None) -> bo
     return has_groups and split_by != "none"
 
 
-def _group_of(s: Sample) -> str:
-    return s.group if s.group is not None else f"\0{s.key}"  # ungrouped: a group of its own
-
-
-def _folds(share: float, n_groups: int) -> tuple[int, int]:
-    """(k, m): take m of k folds, m/k nearest ``share``; the fewest folds among equally near ones."""
-    best = None
-    for k in range(2, min(_MAX_FOLDS, n_groups) + 1):
-        m = min(max(1, round(share * k)), k - 1)
-        error = abs(m / k - share)
-        if best is None or error < best[0] - 1e-9:
-            best = (error, k, m)
-    return best[1], best[2]  # type: ignore[index]
-
-
-def _take_groups(samples: list[Sample], share: float, seed: int) -> np.ndarray:
-    """Mask of ``samples`` (sorted by key) forming whole groups with about ``share`` of them, stratified."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
-    groups = np.array([_group_of(s) for s in samples])
-    n_groups = len(np.unique(groups))
-    if share <= 0:
-        return np.zeros(len(samples), dtype=bool)
-    if n_groups < 2:
-        raise ValueError(
-            f"only {n_groups} group to split (split_by): a grouped split needs at least 2 groups; "
-            f"use --split-by none to split image by image"
-        )
-    if n_groups > _MAX_STRATIFIED_GROUPS:
-        from sklearn.model_selection import GroupShuffleSplit
-
-        _, held = next(
-            GroupShuffleSplit(n_splits=1, test_size=min(share, 0.95), random_state=seed).split(
-                np.zeros(len(samples)), groups=groups
-            )
-        )
-        mask = np.zeros(len(samples), dtype=bool)
-        mask[held] = True
-        return mask
-    y = np.array([s.expression if s.expression is not None else -1 for s in samples])
-    k, m = _folds(min(share, 0.95), n_groups)
-    if (np.unique(y, return_counts=True)[1] < k).all():
-        y = np.zeros_like(y)  # every class smaller than the fold count: no stratification possible
-    cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    mask = np.zeros(len(samples), dtype=bool)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*least populated class.*")  # small classes: best effort
-        for fold, (_, held) in enumerate(cv.split(np.zeros(len(samples)), y, groups)):
-            if fold < m:
-                mask[held] = True
-    return mask
-
-
-def _grouped(samples: Iterable[Sample], sizes: dict[str, float], seed: int) -> dict[str, list[str]]:
-    """Like ``_stratified`` but by whole groups; ``sizes`` are fractions of all the samples given."""
-    remaining = sorted(samples, key=lambda s: s.key)
-    total = len(remaining)
-    out: dict[str, list[str]] = {}
-    for i, (name, fraction) in enumerate(sizes.items()):
-        share = fraction * total / len(remaining) if remaining else 0.0
-        mask = _take_groups(remaining, share, seed + i)
-        out[name] = sorted(s.key for s, taken in zip(remaining, mask, strict=True) if taken)
-        remaining = [s for s, taken in zip(remaining, mask, strict=True) if not taken]
-    out["train"] = sorted(s.key for s in remaining)
-    return out
-
-
-def _groups_info(samples: Sequence[Sample], parts: dict[str, list[str]]) -> dict[str, list[str]]:
-    """Each part's groups, as the split file records them."""
-    group_of = {s.key: s.group for s in samples}
-    return {name: sorted({g for k in keys if (g := group_of.get(k)) is not None}) for name, keys in parts.items()}
-
-
-def _warn_shared_groups(groups: dict[str, list[str]]) -> None:
-    seen: dict[str, str] = {}
-    shared = []
-    for name, members in groups.items():
-        for g in members:
-            if seen.setdefault(g, name) != name:
-                shared.append(g)
-    if shared:
-        warnings.warn(
-            f"{len(shared)} group(s) are in more than one of the dataset's own split parts "
-            f"(e.g. {', '.join(shared[:3])}); its published split is kept as it is",
-            stacklevel=3,
-        )
-
-
 def _group(samples: Iterable[Sample]) -> dict:
     groups: dict = defaultdict(list)
     for s in samples:
         groups[s.expression].append(s.key)
     return groups
+
+
+def _by_defined_split(samples: Sequence[Sample], fmt: str | None) -> dict[str, list[Sample]]:
+    """Samples per the dataset's own split names; AffectNet's and Aff-Wild2's published "val" becomes "test"."""
+    unassigned = [s.key for s in samples if s.split is None]
+    if unassigned:
+        raise ValueError(f"{len(unassigned)} sample(s) have no split while others do (e.g. {unassigned[0]})")
+    by_split: dict[str, list[Sample]] = defaultdict(list)
+    for s in samples:
+        by_split[s.split].append(s)  # type: ignore[index]
+    unknown = set(by_split) - set(SPLIT_NAMES)
+    if unknown:
+        raise ValueError(f"unknown split name(s) {', '.join(sorted(unknown))}; expected train, val, test")
+    if fmt in _TEST_FROM_VAL_FORMATS and "test" not in by_split:
+        by_split["test"] = by_split.pop("val", [])
+    return by_split
 
 
 def make_split(
@@ -249,24 +174,14 @@ def make_split(
     }
 
     def carve(members: list[Sample], sizes: dict[str, float]) -> dict[str, list[str]]:
-        return _grouped(members, sizes, seed) if grouped else _stratified(_group(members), sizes, seed)
+        return grouped_split(members, sizes, seed) if grouped else _stratified(_group(members), sizes, seed)
 
     if not defined:
         parts = carve(samples, {"test": test_size, "val": val_size})
         info["predefined"] = False
         return _with_groups(Split(parts, info), samples)
 
-    unassigned = [s.key for s in samples if s.split is None]
-    if unassigned:
-        raise ValueError(f"{len(unassigned)} sample(s) have no split while others do (e.g. {unassigned[0]})")
-    by_split: dict[str, list[Sample]] = defaultdict(list)
-    for s in samples:
-        by_split[s.split].append(s)  # type: ignore[index]
-    unknown = set(by_split) - set(SPLIT_NAMES)
-    if unknown:
-        raise ValueError(f"unknown split name(s) {', '.join(sorted(unknown))}; expected train, val, test")
-    if fmt in _TEST_FROM_VAL_FORMATS and "test" not in by_split:
-        by_split["test"] = by_split.pop("val", [])
+    by_split = _by_defined_split(samples, fmt)
     parts = {name: sorted(s.key for s in members) for name, members in by_split.items()}
     if "val" not in by_split:
         train = by_split.get("train", [])
@@ -280,7 +195,7 @@ def make_split(
     split = _with_groups(Split(parts, info), samples)
     if "groups" in split.info:
         published = {name: v for name, v in split.info["groups"].items() if name != "val" or "val" in by_split}
-        _warn_shared_groups(published)
+        warn_shared_groups(published)
     return split
 
 
@@ -301,7 +216,7 @@ def defined_part(records: Records, name: str) -> list[str] | None:
 
 def _with_groups(split: Split, samples: Sequence[Sample]) -> Split:
     if any(s.group is not None for s in samples):
-        split.info["groups"] = _groups_info(samples, split)
+        split.info["groups"] = groups_info(samples, split)
     return split
 
 

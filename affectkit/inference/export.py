@@ -72,8 +72,6 @@ def export_model(
 ) -> Path:
     """Export an in-memory AffectModel (see ``export_onnx``); ``preprocess`` is the contract it was trained
     with (default: its backbone normalisation at its ``input_size``); ``face_margin`` overrides its margin."""
-    import dataclasses
-
     require("onnx", "ONNX export", only=("onnx",))
     import onnx
     import torch
@@ -81,12 +79,7 @@ def export_model(
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise ValueError(f"{out}: the output file must end in .onnx")
-    if preprocess is None:  # a bare model: its backbone's normalisation at its own input size
-        preprocess = Preprocess.from_config({}, model.preprocess)
-    if isinstance(preprocess, dict):
-        preprocess = Preprocess.from_dict(preprocess)
-    if face_margin is not None:
-        preprocess = dataclasses.replace(preprocess, face_margin=face_margin)
+    preprocess = _contract(model, preprocess, face_margin)
     out.parent.mkdir(parents=True, exist_ok=True)
     size = preprocess.input_size
     meta = {
@@ -123,6 +116,20 @@ def export_model(
     onnx.save(proto, str(out))
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
+
+
+def _contract(model, preprocess: Preprocess | dict | None, face_margin: float | None) -> Preprocess:
+    """The contract stored with the export: ``preprocess`` (a ``Preprocess`` or its dict; None: a bare model's
+    backbone normalisation at its own input size), with ``face_margin`` when given."""
+    import dataclasses
+
+    if preprocess is None:
+        preprocess = Preprocess.from_config({}, model.preprocess)
+    if isinstance(preprocess, dict):
+        preprocess = Preprocess.from_dict(preprocess)
+    if face_margin is not None:
+        preprocess = dataclasses.replace(preprocess, face_margin=face_margin)
+    return preprocess
 
 
 def read_onnx_metadata(path: str | Path) -> dict:

@@ -135,25 +135,21 @@ async def _send_error(send, status: int, message: str) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def make_app(predictor: Predictor, max_upload_mb: float = 10, max_concurrent: int = 4, read_timeout: float = 30.0):
-    """The ASGI app: the page, ``/info``, ``/health`` and ``POST /predict`` (see the module docstring)."""
-    max_upload = int(max_upload_mb * 1024 * 1024)
-    app = FastAPI(title="affectkit demo", docs_url=None, redoc_url=None, openapi_url=None)
-    slots = threading.BoundedSemaphore(max_concurrent)
-    busy = {"n": 0}
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status, headers={"Cache-Control": "no-store"})
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse(
-            {"error": message, "status": status}, status_code=status, headers={"Cache-Control": "no-store"}
-        )
+
+def _app_with_pages() -> FastAPI:
+    """The app with its error handlers (JSON errors) and its static routes: the page and ``/static/...``."""
+    app = FastAPI(title="affectkit demo", docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request, exc):
-        return error(exc.status_code, f"not found: {request.url.path}" if exc.status_code == 404 else str(exc.detail))
+        return _error(exc.status_code, f"not found: {request.url.path}" if exc.status_code == 404 else str(exc.detail))
 
     @app.exception_handler(_HTTPError)
     async def our_error(request, exc):
-        return error(exc.status, exc.message)
+        return _error(exc.status, exc.message)
 
     @app.get("/")
     @app.get("/index.html")
@@ -164,8 +160,18 @@ def make_app(predictor: Predictor, max_upload_mb: float = 10, max_concurrent: in
     async def static(name: str):
         target = (STATIC / name).resolve()
         if STATIC.resolve() not in target.parents or not target.is_file():
-            return error(404, f"not found: {name}")
+            return _error(404, f"not found: {name}")
         return FileResponse(target)
+
+    return app
+
+
+def make_app(predictor: Predictor, max_upload_mb: float = 10, max_concurrent: int = 4, read_timeout: float = 30.0):
+    """The ASGI app: the page, ``/info``, ``/health`` and ``POST /predict`` (see the module docstring)."""
+    max_upload = int(max_upload_mb * 1024 * 1024)
+    app = _app_with_pages()
+    slots = threading.BoundedSemaphore(max_concurrent)
+    busy = {"n": 0}
 
     @app.get("/info")
     async def info() -> dict[str, Any]:
@@ -186,7 +192,7 @@ def make_app(predictor: Predictor, max_upload_mb: float = 10, max_concurrent: in
         if len(data) > max_upload:
             raise _HTTPError(413, f"upload too large: {len(data)} bytes (limit {max_upload})")
         if not slots.acquire(blocking=False):
-            return error(503, f"busy: {max_concurrent} predictions already running; try again shortly")
+            return _error(503, f"busy: {max_concurrent} predictions already running; try again shortly")
         busy["n"] += 1
         try:
             rgb = decode_upload(data)
@@ -195,7 +201,7 @@ def make_app(predictor: Predictor, max_upload_mb: float = 10, max_concurrent: in
             raise
         except Exception as e:  # a model failure is reported, never a dropped connection
             print(f"serve: predict failed: {e!r}", file=sys.stderr)
-            return error(500, f"prediction failed: {type(e).__name__}: {e}")
+            return _error(500, f"prediction failed: {type(e).__name__}: {e}")
         finally:
             busy["n"] -= 1
             slots.release()

@@ -69,20 +69,7 @@ def run_predict(
         output_format(out)  # fail before the work, not after
     if every_n < 1:
         raise ValueError(f"every_n must be >= 1, got {every_n}")
-    if isinstance(ckpt, Predictor):
-        predictor = ckpt
-    else:
-        if str(ckpt).lower().endswith(".onnx"):
-            backend = "onnx"
-        predictor = Predictor.load(
-            ckpt,
-            backend=backend,
-            device=device,
-            min_confidence=threshold,
-            tta=tta,
-            batch_size=batch_size,
-            precision=precision,
-        )
+    predictor = _load_predictor(ckpt, backend, device, threshold, tta, batch_size, precision)
     annotator = Annotator(annotate)
     rows: list[dict[str, Any]] = []
     items = expand_inputs(inputs)
@@ -107,6 +94,31 @@ def run_predict(
     if out is not None:
         write_rows(rows, out)
     return rows
+
+
+def _load_predictor(
+    ckpt: str | Path | Predictor | None,
+    backend: str,
+    device: str,
+    threshold: float,
+    tta: bool,
+    batch_size: int,
+    precision: str,
+) -> Predictor:
+    """``ckpt`` itself when it is a ``Predictor``, else the model it names (an ``.onnx`` path implies onnx)."""
+    if isinstance(ckpt, Predictor):
+        return ckpt
+    if str(ckpt).lower().endswith(".onnx"):
+        backend = "onnx"
+    return Predictor.load(
+        ckpt,
+        backend=backend,
+        device=device,
+        min_confidence=threshold,
+        tta=tta,
+        batch_size=batch_size,
+        precision=precision,
+    )
 
 
 def _error_row(source: str, reason: str) -> dict[str, Any]:

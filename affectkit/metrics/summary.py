@@ -45,36 +45,9 @@ def multitask_metrics(
         "valence": (valence_true, valence_pred),
         "arousal": (arousal_true, arousal_pred),
     }
-    lengths = {}
-    for task, (truth, pred) in pairs.items():
-        if (truth is None) != (pred is None):
-            raise ValueError(f"{task}: give both the true and the predicted array, or neither")
-        if truth is not None:
-            lengths[f"{task} truth"] = len(truth)
-            lengths[f"{task} prediction"] = len(pred)
-    if len(set(lengths.values())) > 1:
-        raise ValueError(f"arrays differ in length: {lengths}")
-    n = next(iter(lengths.values()), 0)
+    n = _row_count(pairs)
     boot: dict[str, Any] = {"ci": ci, "n_boot": n_boot, "alpha": alpha, "seed": seed}
-
-    if y_true is None:
-        out = _classification(
-            np.zeros(0, dtype=np.int64),
-            np.zeros((0, len(list(labels)))),
-            labels,
-            names,
-            ci=False,
-            n_boot=n_boot,
-            alpha=alpha,
-            seed=seed,
-            warn=False,
-        )
-        if ci:
-            out.update({f"{k}_ci": [float("nan"), float("nan")] for k in CLASSIFICATION_SCALARS})
-        n_expression = 0
-    else:
-        out = _classification(y_true, y_prob, labels, names, warn=True, **boot)
-        n_expression = sum(row["support"] for row in out["per_class"].values())
+    out, n_expression = _expression(y_true, y_prob, labels, names, boot)
 
     counts = {}
     for dim, (truth, pred) in (("valence", pairs["valence"]), ("arousal", pairs["arousal"])):
@@ -89,6 +62,43 @@ def multitask_metrics(
         out[dim] = res
     out.update(n=int(n), n_expression=int(n_expression), n_valence=counts["valence"], n_arousal=counts["arousal"])
     return out
+
+
+def _row_count(pairs: dict[str, tuple[Any, Any]]) -> int:
+    """The row count shared by every (truth, prediction) pair given; each task gives both arrays or neither."""
+    lengths = {}
+    for task, (truth, pred) in pairs.items():
+        if (truth is None) != (pred is None):
+            raise ValueError(f"{task}: give both the true and the predicted array, or neither")
+        if truth is not None:
+            lengths[f"{task} truth"] = len(truth)
+            lengths[f"{task} prediction"] = len(pred)
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"arrays differ in length: {lengths}")
+    return next(iter(lengths.values()), 0)
+
+
+def _expression(
+    y_true: Any, y_prob: Any, labels: Sequence[int], names: Sequence[str], boot: dict[str, Any]
+) -> tuple[dict[str, Any], int]:
+    """(the classification metrics, the labelled rows); without labels NaN metrics and no warnings."""
+    if y_true is not None:
+        out = _classification(y_true, y_prob, labels, names, warn=True, **boot)
+        return out, sum(row["support"] for row in out["per_class"].values())
+    out = _classification(
+        np.zeros(0, dtype=np.int64),
+        np.zeros((0, len(list(labels)))),
+        labels,
+        names,
+        ci=False,
+        n_boot=boot["n_boot"],
+        alpha=boot["alpha"],
+        seed=boot["seed"],
+        warn=False,
+    )
+    if boot["ci"]:
+        out.update({f"{k}_ci": [float("nan"), float("nan")] for k in CLASSIFICATION_SCALARS})
+    return out, 0
 
 
 def selection_score(metrics: dict[str, Any]) -> float:

@@ -49,6 +49,25 @@ def _va(pred: dict[str, np.ndarray], which: str) -> np.ndarray | None:
     return np.stack([np.asarray(v, dtype=float), np.asarray(a, dtype=float)], axis=1)
 
 
+def _draw_confusion(run: RunData, y_true: np.ndarray | None, y_pred: np.ndarray | None, out_dir: Path) -> Path | None:
+    """The confusion matrix of the metrics file, else of the predictions file; None (with a note) when neither
+    has one or it cannot be drawn."""
+    cm = (run.metrics or {}).get("confusion_matrix")
+    if cm is None and y_true is not None and y_pred is not None:
+        ok = (y_true >= 0) & (y_pred >= 0)
+        k = len(EXPRESSIONS)
+        cm = np.bincount(y_true[ok] * k + y_pred[ok], minlength=k * k).reshape(k, k)
+        run.notes.append("Confusion matrix computed from the predictions file (absent from the metrics file).")
+    if cm is not None:
+        try:
+            return plots.plot_confusion(cm, EXPRESSIONS, out_dir / FIGURES["confusion"])
+        except ValueError as exc:
+            run.notes.append(f"{run.metrics_path.name}: confusion matrix not drawn ({exc}).")
+    elif run.metrics is not None:
+        run.notes.append("No confusion matrix in the metrics file or predictions: confusion matrix left out.")
+    return None
+
+
 def make_figures(run: RunData, out_dir: Path) -> dict[str, Path]:
     """Draw every figure the inputs allow; note each one left out and why."""
     for name in FIGURES.values():  # a figure that cannot be drawn now must not survive from an older report
@@ -65,19 +84,9 @@ def make_figures(run: RunData, out_dir: Path) -> dict[str, Path]:
             f"({len(y_true)} vs {len(y_pred)}); predicted labels are ignored."
         )
         y_pred = None
-    cm = metrics.get("confusion_matrix")
-    if cm is None and y_true is not None and y_pred is not None:
-        ok = (y_true >= 0) & (y_pred >= 0)
-        k = len(EXPRESSIONS)
-        cm = np.bincount(y_true[ok] * k + y_pred[ok], minlength=k * k).reshape(k, k)
-        run.notes.append("Confusion matrix computed from the predictions file (absent from the metrics file).")
-    if cm is not None:
-        try:
-            figs["confusion"] = plots.plot_confusion(cm, EXPRESSIONS, out_dir / FIGURES["confusion"])
-        except ValueError as exc:
-            run.notes.append(f"{run.metrics_path.name}: confusion matrix not drawn ({exc}).")
-    elif run.metrics is not None:
-        run.notes.append("No confusion matrix in the metrics file or predictions: confusion matrix left out.")
+    confusion = _draw_confusion(run, y_true, y_pred, out_dir)
+    if confusion is not None:
+        figs["confusion"] = confusion
     per_class = metrics.get("per_class")
     if isinstance(per_class, dict) and per_class:
         figs["per_class"] = plots.plot_per_class(per_class, out_dir / FIGURES["per_class"])

@@ -13,8 +13,9 @@ from affectkit.training.augment import augment_batch
 from affectkit.training.checkpoint import META_KEY, model_meta
 from affectkit.training.config import TrainConfig
 from affectkit.training.losses import multitask_loss
+from affectkit.training.resume_state import RESUME_KEY, restore_resume_state, resume_state
 
-RESUME_KEY = "affectkit_resume"
+__all__ = ["RESUME_KEY", "AffectModule", "EpochEndCallback"]
 
 
 class EpochEndCallback(L.Callback):
@@ -311,76 +312,9 @@ class AffectModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint[META_KEY] = model_meta(self.model, self.cfg.to_dict(), self.contract, self.heads)
         if self._trainer is not None and self.trainer.state.fn == "fit":
-            checkpoint[RESUME_KEY] = self._resume_state()
+            checkpoint[RESUME_KEY] = resume_state(self)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint.get(RESUME_KEY)
         if state is not None and self._trainer is not None:
-            self._restore_resume_state(state)
-
-    # -- exact resume ------------------------------------------------------------------------------------
-    def _resume_state(self) -> dict[str, Any]:
-        """What an interrupted epoch needs to finish as if it never stopped: the RNG states (augmentation and
-        dropout draw from them) and the epoch's partial train outputs and loss sums, gathered over ranks.
-        Plain tensors, ints and strings only, so the checkpoint still loads with ``weights_only=True``."""
-        import random
-
-        world = self.trainer.world_size
-        torch_rng = torch.get_rng_state()
-        if world > 1:  # every rank's stream, so each resumes its own (called on all ranks at save time)
-            torch_rng = self._gather(torch_rng.to(self.device)).cpu().reshape(world, -1)
-        np_state = cast(tuple, np.random.get_state())  # the legacy tuple form
-        state: dict[str, Any] = {
-            "torch": torch_rng,
-            "world_size": world,
-            "numpy": [
-                np_state[0],
-                torch.from_numpy(np_state[1].astype(np.int64)),
-                int(np_state[2]),
-                int(np_state[3]),
-                float(np_state[4]),
-            ],
-            "python": random.getstate(),
-        }
-        if torch.cuda.is_available():
-            state["cuda"] = torch.cuda.get_rng_state_all()
-        g = self.gathered("train")
-        state["train_outputs"] = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in g.items()}
-        keys = sorted(self._train_sums)
-        sums = (
-            torch.stack(
-                [self._train_sums[k].float() for k in keys]
-                + [torch.tensor(float(self._train_count), device=self.device)]
-            )
-            if keys
-            else None
-        )
-        if sums is not None and world > 1:
-            sums = self._gather(sums).reshape(world, -1).sum(0)
-        state["train_sums"] = {"keys": keys, "values": sums.cpu() if sums is not None else torch.zeros(0)}
-        return state
-
-    def _restore_resume_state(self, state: dict[str, Any]) -> None:
-        import random
-
-        rank, world = self.global_rank, self.trainer.world_size
-        t = state["torch"]
-        if t.dim() == 2:
-            t = t[rank] if state.get("world_size") == world else t[0]
-        # a row of the gathered (world, n) tensor has a storage offset: set_rng_state needs a fresh buffer
-        torch.set_rng_state(t.to(torch.uint8).cpu().clone())
-        kind, key, pos, has_gauss, cached = state["numpy"]
-        np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, cached))
-        ver, internal, gauss = state["python"]
-        random.setstate((ver, tuple(internal), gauss))
-        if "cuda" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda"])
-        # Partial outputs and sums were gathered over all ranks: rank 0 carries them, the epoch-end gather
-        # (deduplicated by sample index) puts them back together with the rest of the epoch.
-        outs, sums = state.get("train_outputs") or {}, state.get("train_sums") or {}
-        if rank == 0 and outs:
-            self._outputs["train"] = [dict(outs)]
-        if rank == 0 and sums.get("keys"):
-            v = sums["values"].to(self.device)
-            self._train_sums = {k: v[i] for i, k in enumerate(sums["keys"])}
-            self._train_count = int(v[-1].item())
+            restore_resume_state(self, state)

@@ -63,13 +63,7 @@ def read(path: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
     if manifest is None:
         raise ValueError(f"{path}: no CSV with a 'path' column found")
     root = manifest.parent
-    with open(manifest, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [c.strip().lower() for c in next(reader, [])]
-        rows = list(reader)
-    if not any(c in header for c in LABEL_COLUMNS):
-        raise ValueError(f"{manifest}: no label column; expected any of {', '.join(LABEL_COLUMNS)} next to 'path'")
-    col = {name: header.index(name) for name in ("path", "split", *LABEL_COLUMNS) if name in header}
+    col, rows = _table(manifest)
 
     def get(row: list[str], name: str) -> str:
         i = col.get(name)
@@ -119,6 +113,17 @@ def read(path: Path, options: ReadOptions = DEFAULT_OPTIONS) -> ReadRecords:
             f"{manifest}: {n_no_split} row(s) have an empty split while others have one; fill every split cell or none"
         )
     return collector.records()
+
+
+def _table(manifest: Path) -> tuple[dict[str, int], list[list[str]]]:
+    """(the column of each known name the header has, the rows after the header); a label column is required."""
+    with open(manifest, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = [c.strip().lower() for c in next(reader, [])]
+        rows = list(reader)
+    if not any(c in header for c in LABEL_COLUMNS):
+        raise ValueError(f"{manifest}: no label column; expected any of {', '.join(LABEL_COLUMNS)} next to 'path'")
+    return {name: header.index(name) for name in ("path", "split", *LABEL_COLUMNS) if name in header}, rows
 
 
 def _one_row(

@@ -126,6 +126,35 @@ def _check_target(out: Path, marker: Path, meta: dict) -> None:
             )
 
 
+def _write_all(out: Path, n: int, seed: int, size: int, difficulty: float, workers: int | None, progress: bool) -> None:
+    """Write the ``n`` faces in chunks over ``workers`` processes (None: the usable CPUs; 1: this process)."""
+    workers = _usable_cpus() if workers is None else max(1, int(workers))
+    chunk = max(16, min(256, -(-n // (workers * 4))))
+    ranges = [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
+    bar = None
+    if progress:
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=n, desc="synth", unit="img")
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            bar = None
+    if workers == 1 or len(ranges) == 1:
+        for s, e in ranges:
+            done = _write_range(str(out), seed, size, n, s, e, difficulty)
+            if bar is not None:
+                bar.update(done)
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, len(ranges))) as ex:
+            futs = [ex.submit(_write_range, str(out), seed, size, n, s, e, difficulty) for s, e in ranges]
+            for f in futs:
+                done = f.result()
+                if bar is not None:
+                    bar.update(done)
+    if bar is not None:
+        bar.close()
+
+
 def generate(
     out_dir: str | Path,
     n: int,
@@ -165,30 +194,6 @@ def generate(
     # Written first with complete=false so an interrupted run is still recognised as ours and can be redone.
     marker.write_text(json.dumps({**meta, "complete": False}, indent=1))
 
-    workers = _usable_cpus() if workers is None else max(1, int(workers))
-    chunk = max(16, min(256, -(-n // (workers * 4))))
-    ranges = [(s, min(n, s + chunk)) for s in range(0, n, chunk)]
-    bar = None
-    if progress:
-        try:
-            from tqdm import tqdm
-
-            bar = tqdm(total=n, desc="synth", unit="img")
-        except ImportError:  # pragma: no cover - tqdm is a dependency
-            bar = None
-    if workers == 1 or len(ranges) == 1:
-        for s, e in ranges:
-            done = _write_range(str(out), seed, size, n, s, e, difficulty)
-            if bar is not None:
-                bar.update(done)
-    else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(ranges))) as ex:
-            futs = [ex.submit(_write_range, str(out), seed, size, n, s, e, difficulty) for s, e in ranges]
-            for f in futs:
-                done = f.result()
-                if bar is not None:
-                    bar.update(done)
-    if bar is not None:
-        bar.close()
+    _write_all(out, n, seed, size, difficulty, workers, progress)
     marker.write_text(json.dumps({**meta, "complete": True, "expressions": list(EXPRESSIONS)}, indent=1))
     return out
