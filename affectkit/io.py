@@ -65,10 +65,10 @@ def resolve_checkpoint(run_or_ckpt: str | Path, which: str = "best") -> Path:
     from affectkit import pretrained
 
     p = Path(run_or_ckpt)
-    if p.is_file():
-        return p
     if pretrained.is_shipped_name(run_or_ckpt):
         return pretrained.weights_path(str(run_or_ckpt))
+    if p.is_file():
+        return p
     if not p.is_dir():
         raise FileNotFoundError(
             f"checkpoint not found: {p} (no such file or run folder, nor a shipped model: see affectkit models)"

@@ -65,3 +65,15 @@ def test_predict_arguments_start_with_the_model_only_when_they_name_one(tmp_path
     assert split_model_argument("m.ckpt", ["ferplus.jpg"]) == ("m.ckpt", ["ferplus.jpg"])
     with pytest.raises(ValueError, match="give the images"):
         split_model_argument(None, [str(run)])
+
+
+def test_a_shipped_name_is_shadowed_only_by_a_file_or_a_run_folder(tmp_path, monkeypatch):
+    from affectkit import pretrained
+
+    monkeypatch.chdir(tmp_path)
+    name = pretrained.DEFAULT
+    (tmp_path / name / "eval").mkdir(parents=True)  # what `affectkit evaluate ferplus` leaves behind
+    assert resolve_checkpoint(name) == pretrained.weights_path(name)
+    (tmp_path / name / "checkpoints").mkdir()
+    (tmp_path / name / "checkpoints" / "best.ckpt").write_bytes(b"x")
+    assert resolve_checkpoint(name).resolve() == tmp_path / name / "checkpoints" / "best.ckpt"

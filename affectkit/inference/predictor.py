@@ -218,7 +218,8 @@ class Predictor:
         """
         from affectkit import pretrained
 
-        path = resolve_checkpoint(pretrained.DEFAULT if path is None else path)  # a run folder: its best
+        # None: the shipped default, whatever folders the working directory holds; a run folder: its best
+        path = pretrained.weights_path() if path is None else resolve_checkpoint(path)
         shipped = pretrained.find(path)
         if shipped is not None:
             kwargs.setdefault("model_name", shipped.name)

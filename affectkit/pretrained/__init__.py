@@ -7,7 +7,7 @@ checked when a file is loaded. ``scripts/ship_model.py`` writes all three from a
 command that reproduces its model.
 
 A shipped model's name works wherever a model file does (``affectkit predict/serve/export/evaluate``,
-``Predictor.load``); an existing file or folder of that name wins over it.
+``Predictor.load``); an existing file or run folder of that name wins over it.
 """
 
 from __future__ import annotations
@@ -67,8 +67,12 @@ def get(name: str) -> ShippedModel:
 
 
 def is_shipped_name(ref: str | Path | None) -> bool:
-    """Whether ``ref`` names a shipped model rather than a file or folder (which win when they exist)."""
-    return ref is not None and not Path(ref).exists() and str(ref) in _index()
+    """Whether ``ref`` names a shipped model rather than a file or a run folder (which win when they exist; any
+    other folder of that name, e.g. the ``./ferplus/eval`` that ``evaluate ferplus`` writes, does not)."""
+    if ref is None or str(ref) not in _index():
+        return False
+    p = Path(ref)
+    return not (p.is_file() or (p / "checkpoints").is_dir())
 
 
 def weights_path(name: str = DEFAULT) -> Path:

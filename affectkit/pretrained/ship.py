@@ -45,6 +45,7 @@ def ship_model(
     weights = write_safetensors(ckpt, dest / f"{name}.safetensors", extra={"name": name, "version": version})
     weights.chmod(0o644)
     digest = sha256(weights)
+    _update_index(dest, name, version, weights.name, digest, summary, None)  # the new file's hash, before it is read
     with tempfile.TemporaryDirectory() as tmp:
         scores = _scores(weights, data, split, Path(tmp), n_boot, seed)
         speed = _latency(weights, Path(tmp))
@@ -140,6 +141,8 @@ def _update_index(dest: Path, name: str, version: int, file: str, digest: str, s
         "file": file,
         "sha256": digest,
         "summary": summary,
-        "metrics": {k: round(float(scores[k]), 4) for k in ("accuracy", "f1_macro", "kappa", "auc_roc")},
+        "metrics": {k: round(float(scores[k]), 4) for k in ("accuracy", "f1_macro", "kappa", "auc_roc")}
+        if scores
+        else {},
     }
     path.write_text(json.dumps(index, indent=1, sort_keys=True) + "\n")
