@@ -103,9 +103,7 @@ def main() -> None:
     print(f"  accuracy: evaluate {acc_eval:.4f} | predict --no-detect torch {acc_torch:.4f} | onnx {acc_onnx:.4f}")
     agree = round(acc_eval, 3) == round(acc_torch, 3) == round(acc_onnx, 3)
     print(f"  equal to 3 decimals: {agree}")
-    print(
-        f"  predict --no-detect, files to CSV rows incl. start-up: torch {fps_torch:.0f} faces/s, onnx {fps_onnx:.0f}"
-    )
+    print(f"  predict --no-detect, files to rows incl. start-up: torch {fps_torch:.0f} faces/s, onnx {fps_onnx:.0f}")
     print(f"latency, one face (crop to probabilities), ONNX Runtime 2 threads: {latency_ms(a.model):.2f} ms")
     for backend in ("torch", "onnx"):
         rate, faces = photos_per_s(a.model, backend)
