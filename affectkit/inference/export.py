@@ -14,7 +14,7 @@ import warnings
 from pathlib import Path
 
 from affectkit.extras import require
-from affectkit.inference.predictor import ONNX_METADATA_KEY
+from affectkit.inference.backends import ONNX_METADATA_KEY
 from affectkit.labels import EXPRESSIONS
 from affectkit.preprocess import Preprocess
 

@@ -68,7 +68,7 @@ def quantize_onnx(fp32_model: str | Path, out: str | Path, calibration: np.ndarr
     import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
 
-    from affectkit.inference.predictor import ONNX_METADATA_KEY
+    from affectkit.inference.backends import ONNX_METADATA_KEY
 
     fp32_model, out = Path(fp32_model), Path(out)
     proto = onnx.load(str(fp32_model))
