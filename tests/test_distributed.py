@@ -125,7 +125,9 @@ def test_ddp_training_two_cpu_processes(setup):
         env,
         *map(str, train_args(faces, *ddp, "--set", "val_size=0.2", out=run, batch_size=8)),
     )
-    assert r.stdout.count("run folder:") == 2  # both ranks ran train() and agreed on the folder
+    # only rank 0 prints; both ranks agreed on the folder (a disagreeing rank would have made ddp_run-2)
+    assert r.stdout.count("run folder:") == 1 and f"run folder: {run}" in r.stdout
+    assert not (tmp / "ddp_run-2").exists()
     summary = json.loads((run / "train_summary.json").read_text())
     rows = json.loads((run / "metrics.json").read_text())
     assert len(rows) == 1 and summary["n_val"] % 2 == 1
