@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from affectkit.cli_deploy import _add_export, _add_models, _add_predict, _add_serve
+from affectkit.cli_deploy import _add_export, _add_models, _add_predict, _add_serve, add_precision_flag
 from affectkit.cli_errors import USER_ERRORS, parse_args, run_verb
 
 __all__ = ["USER_ERRORS", "build_parser", "main"]  # USER_ERRORS: kept importable from here
@@ -257,12 +257,7 @@ def _add_evaluate(sub) -> None:
     e.add_argument("--devices", default=None)
     e.add_argument("--strategy", default="auto")
     e.add_argument("--num-nodes", type=int, default=1)
-    e.add_argument(
-        "--precision",
-        default="fp32",
-        choices=["fp32", "bf16"],
-        help="compute precision (default fp32, as predict; bf16 autocast where the CPU/GPU is fast at it)",
-    )
+    add_precision_flag(e, "compute precision (default fp32, as predict; bf16 autocast where the CPU/GPU is fast at it)")
     e.set_defaults(fn=cmd_evaluate)
 
 

@@ -87,12 +87,21 @@ def cmd_models(a):
         print(f"    {figures}; card: affectkit models --card {m.name}")
 
 
+def add_precision_flag(parser, help: str) -> None:
+    """``--precision fp32|bf16``: evaluate and predict compute the same way unless told otherwise."""
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help=help)
+
+
 def _add_predict(sub) -> None:
-    pr = sub.add_parser("predict", help="expressions and valence/arousal for faces in images and videos")
+    pr = sub.add_parser(
+        "predict",
+        help="expressions and valence/arousal for faces in images and videos",
+        usage="affectkit predict [options] [MODEL] INPUT [INPUT ...]",
+    )
     pr.add_argument(
         "inputs",
         nargs="+",
-        metavar="[MODEL] INPUT",
+        metavar="INPUT",
         help=f"image files, folders, globs, video files; may start with the model ({_MODEL_HELP}); "
         "no model: the shipped default",
     )
@@ -105,12 +114,7 @@ def _add_predict(sub) -> None:
     pr.add_argument("--batch-size", type=int, default=32)
     pr.add_argument("--threshold", type=float, default=0.9, help="face detection confidence")
     pr.add_argument("--tta", action="store_true")
-    pr.add_argument(
-        "--precision",
-        default="fp32",
-        choices=["fp32", "bf16"],
-        help="torch backend compute precision (default fp32, as evaluate)",
-    )
+    add_precision_flag(pr, "torch backend compute precision (default fp32, as evaluate)")
     pr.set_defaults(fn=cmd_predict)
 
 
