@@ -2,7 +2,8 @@
 
 Every benchmark and the demo print it next to their timings: the same code is several times faster on a CPU
 with AVX-512 and fast bf16 (and AMX) than on one with AVX2 only. Kernel-restricting variables that emulate an
-older CPU (oneDNN's ``ONEDNN_MAX_CPU_ISA``, MKL's ``MKL_ENABLE_INSTRUCTIONS``) are shown when set.
+older CPU (oneDNN's ``ONEDNN_MAX_CPU_ISA``, MKL's ``MKL_ENABLE_INSTRUCTIONS``, PyTorch's own
+``ATEN_CPU_CAPABILITY``) are shown when set.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 import platform
 
 FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
-ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
+ISA_LIMITS = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY")
 
 
 def cpu_model_and_flags() -> tuple[str, set[str]]:

@@ -47,9 +47,10 @@ def link_ferplus(ferplus_root: Path, root: Path, counts: dict[str, int]) -> Path
     return root
 
 
-def ak(*args, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    """Run ``affectkit ARGS`` in ``cwd``; it must exit 0 without a traceback."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def ak(*args, cwd: Path, timeout: int = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``affectkit ARGS`` in ``cwd`` (``env``: extra environment variables); it must exit 0 without a
+    traceback."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     res = subprocess.run([*AK, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
     assert res.returncode == 0, f"affectkit {' '.join(map(str, args))} failed:\n{res.stdout}\n{res.stderr}"
     assert "Traceback" not in res.stderr
