@@ -1,0 +1,73 @@
+"""What `affectkit demo` costs on this CPU: training and inference images/s of each demo backbone at the demo's
+size, per precision, memory layout and batch size, and the demo's total time those rates predict.
+
+    python bench/demo_speed.py                  # this CPU as it is
+    python bench/demo_speed.py --emulate-avx2   # PyTorch's kernels limited to AVX2 (oneDNN, MKL and ATen): fp32
+
+A rate is the best of ``--repeats`` timings of ``--steps`` real optimisation steps (``affectkit.demo.step_rates``:
+forward, multi-task loss, backward, AdamW step on in-memory batches; one warm-up step first). The prediction uses
+the demo's own estimator (training part forward and backward, validation part forward, every epoch, then the
+test split) with the demo config's epochs and split sizes; data generation and reports add about a minute.
+Every figure depends on what else runs: the machine line (CPU, flags, threads, load) is printed with them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backbones", default="vgg16_bn,resnet50")
+    ap.add_argument("--size", type=int, default=None, help="image size (default: the demo's)")
+    ap.add_argument("--batch-sizes", default="16,32")
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--emulate-avx2", action="store_true", help="re-run with the kernels limited to AVX2")
+    args = ap.parse_args()
+    if args.emulate_avx2 and any(os.environ.get(k) != v for k, v in AVX2_ONLY.items()):
+        # The limits are read when torch loads: set them, then start again in a fresh interpreter.
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ONLY})
+
+    from affectkit.demo import DEMO_N, DEMO_SIZE, config_path, estimate_seconds, minutes, step_rates
+    from affectkit.machine import describe
+    from affectkit.training.config import load_config
+    from affectkit.training.run import default_precision
+
+    size = args.size or DEMO_SIZE
+    auto = default_precision()
+    precisions = [auto] if auto == "32-true" else [auto, "32-true"]
+    print(describe())
+    print(f"precision: auto picks {auto} here; demo size {size} px")
+    best: dict[tuple, dict[str, tuple[float, float]]] = {}
+    for bb in args.backbones.split(","):
+        for precision in precisions:
+            for channels_last in (True, False):
+                for bs in (int(b) for b in args.batch_sizes.split(",")):
+                    cfg = load_config(
+                        config_path("demo"), data="-", backbone=bb, image_size=size, batch_size=bs,
+                        precision=precision, channels_last=channels_last,
+                    )  # fmt: skip
+                    runs = [step_rates(cfg, steps=args.steps) for _ in range(args.repeats)]
+                    rate = (max(r[0] for r in runs), max(r[1] for r in runs))
+                    best.setdefault((precision, channels_last, bs), {})[bb] = rate
+                    layout = "channels_last" if channels_last else "contiguous"
+                    print(
+                        f"{bb:10s} {precision:10s} {layout:13s} batch {bs:3d}: "
+                        f"train {rate[0]:6.1f} images/s, inference {rate[1]:6.1f}",
+                        flush=True,
+                    )
+    demo = load_config(config_path("demo"), data="-")
+    print(f"\npredicted demo time (n={DEMO_N}, {demo.epochs} epochs, training only, every backbone above):")
+    for (precision, channels_last, bs), rates in best.items():
+        total = estimate_seconds(rates, DEMO_N, demo.epochs, demo.test_size, demo.val_size)
+        layout = "channels_last" if channels_last else "contiguous"
+        print(f"  {precision:10s} {layout:13s} batch {bs:3d}: {minutes(total)}")
+
+
+if __name__ == "__main__":
+    main()
