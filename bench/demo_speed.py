@@ -62,7 +62,7 @@ def main() -> None:
                         flush=True,
                     )
     demo = load_config(config_path("demo"), data="-")
-    print(f"\npredicted demo time (n={DEMO_N}, {demo.epochs} epochs, training only, every backbone above):")
+    print(f"\npredicted demo time (n={DEMO_N}, {demo.epochs} epochs; training, validation, test; all backbones above):")
     for (precision, channels_last, bs), rates in best.items():
         total = estimate_seconds(rates, DEMO_N, demo.epochs, demo.test_size, demo.val_size)
         layout = "channels_last" if channels_last else "contiguous"
