@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 
-AVX2_ONLY = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+from affectkit.machine import AVX2_ONLY  # imports no torch: the limits can still take effect below
 
 
 def main() -> None:

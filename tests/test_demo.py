@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from affectkit.demo import estimate_seconds
+from affectkit.machine import AVX2_ONLY
 
 from clitools import ak
 
@@ -38,9 +39,8 @@ def test_demo_prints_its_estimate_time_and_cpu(tmp_path):
 
 def test_demo_on_an_avx2_only_cpu_trains_in_fp32_and_says_so(tmp_path):
     # The README's way to reproduce AVX2-only timings on any x86 CPU: PyTorch's kernels limited by environment.
-    avx2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
     args = ("demo", "-n", 120, "--size", 32, "--epochs", 1, "--backbones", "resnet18", "--out", "d")
-    out = ak(*args, cwd=tmp_path, env=avx2).stdout
+    out = ak(*args, cwd=tmp_path, env=AVX2_ONLY).stdout
     assert re.search(r"this CPU trains resnet18 at \d+ images/s \(32-true", out), out  # no fast bf16 under AVX2
     limits = "kernels limited by ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 ATEN_CPU_CAPABILITY=avx2"
     assert limits in out.splitlines()[-1], out
