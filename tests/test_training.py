@@ -150,6 +150,9 @@ def test_losses():
     assert 1 - ccc_loss(p, t).item() == pytest.approx(ccc(t.numpy(), p.numpy()), abs=1e-5)
     w = balanced_class_weights([10, 30, 0, 60, 0, 0, 0, 0])
     assert w[2] == 0 and w[0] > w[1] > w[3] and w[w > 0].mean().item() == pytest.approx(1.0)
+    s = balanced_class_weights([10, 40, 0, 90, 0, 0, 0, 0], power=0.5)  # "sqrt": ratios 3 : 1.5 : 1
+    assert s[2] == 0 and s[0] / s[3] == pytest.approx(3.0) and s[1] / s[3] == pytest.approx(1.5)
+    assert s[s > 0].mean().item() == pytest.approx(1.0)
     batch = {
         "expression": torch.tensor([1, -1, 3]),
         "soft": torch.zeros(3, 8),

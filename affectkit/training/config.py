@@ -124,7 +124,8 @@ class TrainConfig(BaseModel):
     early_stopping: int = Field(0, ge=0)  # patience in epochs on the selection metric; 0 = off
     # losses
     expression_loss: Literal["ce", "soft_ce"] = "ce"  # soft_ce: FER+ vote distribution
-    class_weights: Literal["none", "balanced"] = "none"  # balanced: inverse frequency, normalised
+    # balanced: inverse frequency, normalised; sqrt: inverse square root of the frequency (a milder lift)
+    class_weights: Literal["none", "balanced", "sqrt"] = "none"
     balanced_sampling: bool = False
     label_smoothing: Fraction = 0.0
     va_loss: Literal["mse", "ccc", "ccc+mse", "mse+ccc"] = "mse"

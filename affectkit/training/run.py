@@ -209,8 +209,9 @@ def _model(cfg: TrainConfig, dm, contract, sources):
     from affectkit.training.module import AffectModule
 
     class_weight = None
-    if cfg.class_weights == "balanced":
-        class_weight = balanced_class_weights(dm.class_counts("train")).tolist()
+    if cfg.class_weights != "none":
+        power = {"balanced": 1.0, "sqrt": 0.5}[cfg.class_weights]
+        class_weight = balanced_class_weights(dm.class_counts("train"), power).tolist()
     module = AffectModule(
         cfg.to_dict(),
         class_weight=class_weight,
