@@ -7,11 +7,12 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from affectkit.cli import main
 from affectkit.training.augment import augment_batch
 from affectkit.training.config import load_config
-from affectkit.training.losses import balanced_class_weights, ccc_loss, multitask_loss
+from affectkit.training.losses import balanced_class_weights, ccc_loss, multitask_loss, soft_cross_entropy
 
 TINY = ["--backbone", "resnet18", "--weights", "none", "--image-size", "32", "--batch-size", "32", "--lr", "0.002"]
 
@@ -153,6 +154,17 @@ def test_losses():
     s = balanced_class_weights([10, 40, 0, 90, 0, 0, 0, 0], power=0.5)  # "sqrt": ratios 3 : 1.5 : 1
     assert s[2] == 0 and s[0] / s[3] == pytest.approx(3.0) and s[1] / s[3] == pytest.approx(1.5)
     assert s[s > 0].mean().item() == pytest.approx(1.0)
+    # class weights reach the soft (vote-distribution) loss too: one-hot targets give weighted CE exactly
+    logits, y = torch.randn(6, 8), torch.tensor([0, 1, 3, 3, 7, 1])
+    assert soft_cross_entropy(logits, F.one_hot(y, 8).float(), s).item() == pytest.approx(
+        F.cross_entropy(logits, y, weight=s).item(), rel=1e-6
+    )
+    soft = torch.softmax(torch.randn(6, 8), 1)
+    assert soft_cross_entropy(logits, soft, s).item() != pytest.approx(soft_cross_entropy(logits, soft).item())
+    nan = torch.full((6,), float("nan"))
+    vb = {"expression": y, "soft": soft, "valence": nan, "arousal": nan}
+    weighted = multitask_loss(logits, torch.zeros(6, 2), vb, expression_loss="soft_ce", class_weight=s)
+    assert weighted["loss"].item() == pytest.approx(soft_cross_entropy(logits, soft, s).item())
     batch = {
         "expression": torch.tensor([1, -1, 3]),
         "soft": torch.zeros(3, 8),

@@ -6,9 +6,15 @@ import torch
 import torch.nn.functional as F
 
 
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy against a target distribution (FER+ vote "probability" mode, Barsoum et al. 2016)."""
-    return -(target * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy against a target distribution (FER+ vote "probability" mode, Barsoum et al. 2016).
+
+    ``weight`` (one per class) weighs each class's share of the target and the mean is taken over the summed
+    weights, as ``F.cross_entropy(weight=...)`` does: for one-hot targets the two are equal."""
+    if weight is None:
+        return -(target * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+    wt = target * weight
+    return -(wt * F.log_softmax(logits, dim=-1)).sum() / wt.sum().clamp(min=1e-12)
 
 
 def ccc_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
@@ -57,10 +63,10 @@ def multitask_loss(
     exp = batch["expression"]
     has_e = exp >= 0
     if has_e.any():
+        cw = class_weight.to(logits.device) if class_weight is not None else None
         if expression_loss == "soft_ce":
-            le = soft_cross_entropy(logits[has_e], batch["soft"][has_e].float())
+            le = soft_cross_entropy(logits[has_e], batch["soft"][has_e].float(), cw)
         else:
-            cw = class_weight.to(logits.device) if class_weight is not None else None
             le = F.cross_entropy(logits[has_e], exp[has_e], weight=cw, label_smoothing=label_smoothing)
     else:
         le = zero
