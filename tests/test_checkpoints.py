@@ -124,3 +124,77 @@ def test_head_with_hidden_trunk_is_restored_from_its_checkpoint(tmp_path):
     with torch.no_grad():
         for a, b in zip(model(x), loaded(x), strict=True):
             torch.testing.assert_close(a, b)
+
+
+def _params(run_dir) -> dict[str, torch.Tensor]:
+    from affectkit.training.checkpoint import load_model
+
+    model, _ = load_model(run_dir)
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+def test_initial_checkpoint_starts_a_new_run_from_a_trained_model(trained):
+    """A near-zero LR leaves the started weights as they were: they came from the given run, not from a fresh
+    initialisation; a missing file or another backbone is one clear line before any data is read."""
+    ak(
+        *train_args(out="init", epochs=1),
+        "--lr",
+        1e-12,
+        "--set",
+        "weight_decay=0",
+        "--set",
+        "initial_checkpoint=run",
+        cwd=trained,
+    )
+    before, after = _params(trained / "run"), _params(trained / "init")
+    assert before.keys() == after.keys()
+    for k in before:
+        torch.testing.assert_close(after[k], before[k], atol=1e-6, rtol=0, msg=k)
+    # the comparison could fail: a run from another seed's initialisation ends elsewhere
+    ak(*train_args(out="other", epochs=1), "--set", "seed=5", cwd=trained)
+    assert any(not torch.allclose(before[k], v) for k, v in _params(trained / "other").items())
+
+    r = run(*train_args(out="x", epochs=1), "--set", "initial_checkpoint=nowhere", cwd=trained)
+    assert r.returncode == 2 and "nowhere" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = run(
+        "train",
+        "--data",
+        "faces",
+        "--backbone",
+        "mobilenet_v2",
+        "--weights",
+        "none",
+        "--image-size",
+        32,
+        "--epochs",
+        1,
+        "--out",
+        "y",
+        "--set",
+        "progress=false",
+        "--set",
+        "initial_checkpoint=run",
+        cwd=trained,
+    )
+    assert r.returncode == 2 and "set --backbone resnet18" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_stop_after_epochs_ends_early_on_the_longer_schedule(trained):
+    """``stop_after_epochs`` runs the first epochs of the ``epochs``-long cosine schedule: its learning rates are
+    those of the full run's first epochs, not of a run that is only that long."""
+    import json
+
+    sched = ("--set", "schedule=cosine", "--set", "warmup_epochs=0", "--lr", 0.01)
+    ak(*train_args(out="full", epochs=4), *sched, cwd=trained)
+    ak(*train_args(out="part", epochs=4), *sched, "--set", "stop_after_epochs=2", cwd=trained)
+    ak(*train_args(out="short", epochs=2), *sched, cwd=trained)
+
+    def lrs(name):
+        return [row["lr"] for row in json.loads((trained / name / "metrics.json").read_text())]
+
+    assert len(lrs("full")) == 4 and len(lrs("part")) == 2
+    assert json.loads((trained / "part" / "train_summary.json").read_text())["epochs_run"] == 2
+    assert lrs("part") == pytest.approx(lrs("full")[:2])
+    assert lrs("part")[1] > 10 * lrs("short")[1]  # the 2-epoch schedule is near zero by then

@@ -103,6 +103,23 @@ def load_strict(module: torch.nn.Module, state: dict[str, Any], path, backbone: 
     )
 
 
+def load_initial_weights(model: torch.nn.Module, path: str | Path, backbone: str) -> Path:
+    """Copy a trained model's weights, backbone and head, into ``model`` (an ``AffectModel`` of ``backbone``) so a
+    new run starts from them (``initial_checkpoint``). ``path``: run folder, ``.ckpt`` or shipped model name.
+    Returns the file read."""
+    ckpt = read_checkpoint(path)
+    stored = ckpt[META_KEY].get("backbone")
+    if stored != backbone:
+        raise ValueError(
+            f"{path}: initial_checkpoint is a {stored!r} model, this run trains {backbone!r}: "
+            f"set --backbone {stored} (or another initial_checkpoint)"
+        )
+    prefix = "model."
+    state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
+    load_strict(model, state, path, backbone)  # copies cast fp16 (shipped) weights to the model's dtype
+    return resolve_checkpoint(path)
+
+
 def check_resumable(path: str | Path, backbone: str, decay_norm_bias: bool | None = None) -> None:
     """Refuse, with a clear message, to resume from a file that is not a full training checkpoint of this
     backbone (a minimal inference checkpoint, another backbone's run), or whose optimiser has other parameter

@@ -95,6 +95,9 @@ class TrainConfig(BaseModel):
     name: str | None = None
     backbone: str = "resnet50"  # a registered backbone or "timm:<name>"
     weights: Annotated[str, Field(min_length=1)] = "imagenet"  # imagenet | none | PATH
+    # a trained affectkit model (run folder, .ckpt or shipped name) whose backbone and head start this run; the
+    # optimiser, schedule and epochs start afresh (timm's --initial-checkpoint; unlike --resume)
+    initial_checkpoint: str | None = None
     dropout: Fraction = 0.2
     num_classes: int = Field(
         8,
@@ -109,6 +112,8 @@ class TrainConfig(BaseModel):
     image_size: int = Field(224, ge=MIN_IMAGE_SIZE, le=4096)
     batch_size: int = Field(32, ge=1)
     epochs: int = Field(25, ge=1)
+    # end after this many epochs while the LR schedule still spans `epochs` (the first part of a longer schedule)
+    stop_after_epochs: Annotated[int, Field(ge=1)] | None = None
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = Field(1e-4, gt=0)
     backbone_lr_mult: NonNegative = 1.0  # < 1: discriminative LRs (backbone learns slower than the new head)

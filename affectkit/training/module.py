@@ -54,8 +54,10 @@ class AffectModule(L.LightningModule):
         from affectkit.preprocess import Preprocess, heads_from_config
 
         self.cfg = TrainConfig(**config)
+        # a run from a trained model gets all its weights from it (see run.py), none from ImageNet
+        weights = "none" if self.cfg.initial_checkpoint else self.cfg.weights
         self.model = create_model(
-            self.cfg.backbone, weights=self.cfg.weights, dropout=self.cfg.dropout, num_classes=self.cfg.num_classes
+            self.cfg.backbone, weights=weights, dropout=self.cfg.dropout, num_classes=self.cfg.num_classes
         )
         self.contract = (
             Preprocess.from_dict(preprocess)
@@ -303,10 +305,9 @@ class AffectModule(L.LightningModule):
             # estimated_stepping_batches builds the train loader, drawing from the RNG: only when a schedule
             # needs it, so runs without one (and their exact resume) draw as they always did
             return opt
-        total = max(1, self.trainer.estimated_stepping_batches)
-        sched = build_scheduler(
-            opt, self.cfg, steps_per_epoch=total // max(1, self.trainer.max_epochs), total_steps=total
-        )
+        spe = max(1, self.trainer.estimated_stepping_batches) // max(1, self.trainer.max_epochs)
+        # the schedule spans cfg.epochs even when stop_after_epochs ends the run earlier
+        sched = build_scheduler(opt, self.cfg, steps_per_epoch=spe, total_steps=spe * self.cfg.epochs)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -17,9 +17,9 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 
-from affectkit.io import atomic_write
+from affectkit.io import atomic_write, resolve_checkpoint
 from affectkit.training.callbacks import EPOCH_COLUMNS, AtomicCheckpointIO, EpochMetricsWriter
-from affectkit.training.checkpoint import check_resumable
+from affectkit.training.checkpoint import check_resumable, load_initial_weights
 from affectkit.training.config import ConfigError, TrainConfig, save_config
 from affectkit.training.rundir import (
     RUN_DIR_ENV,
@@ -88,6 +88,8 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     if not cfg.data:
         raise ConfigError("no data given (data): pass --data PATH or set data: in the config")
     cfg = resolve_config(cfg)
+    if cfg.initial_checkpoint and not resume:  # fail before the data are read, not after
+        resolve_checkpoint(cfg.initial_checkpoint)
     assert cfg.data is not None  # checked above; resolving keeps it
     run = new_run_dir(out, cfg, resume, create=False)
     primary = is_primary_process()
@@ -151,6 +153,8 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
     sources = data_sources(cfg.data, cfg.format) if is_multi(cfg.data) else []
     dm = _data_module(cfg, records, split, contract, sources)
     module = _model(cfg, dm, contract, sources)
+    if cfg.initial_checkpoint and not resume:  # a resumed run's own checkpoint replaces these weights anyway
+        load_initial_weights(module.model, cfg.initial_checkpoint, cfg.backbone)
     ckpt_dir = run / "checkpoints"
     if primary and ckpt_dir.is_dir():
         for stale in ckpt_dir.glob(".*.tmp"):  # a write cut short by a kill; the checkpoint it targeted is intact
@@ -257,7 +261,7 @@ def _callbacks(cfg: TrainConfig, run: Path) -> list[Callback]:
 
 def _trainer(cfg: TrainConfig, run: Path, callbacks: list[Callback]) -> L.Trainer:
     return L.Trainer(
-        max_epochs=cfg.epochs,
+        max_epochs=min(cfg.stop_after_epochs or cfg.epochs, cfg.epochs),
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
