@@ -230,3 +230,11 @@ def test_many_groups_use_a_shuffled_group_split(monkeypatch) -> None:
     split = make_split(records, test_size=0.2, val_size=0.1, seed=4)
     _assert_no_shared_group(_part_groups(records, split))
     assert len(split["test"]) == 20 and len(split["val"]) == 10  # equal groups: exact
+
+
+def test_a_part_that_would_leave_train_without_a_group_is_empty_and_warned() -> None:
+    # three one-sample groups, half to test: test takes two, the one left must stay in train, not become val
+    records = _grouped_records([1, 1, 1], 1)
+    with pytest.warns(UserWarning, match="the val part is empty: only 1 group is left"):
+        split = make_split(records, test_size=0.5, val_size=0.25, seed=0)
+    assert split["val"] == [] and len(split["train"]) == 1 and len(split["test"]) == 2

@@ -76,6 +76,15 @@ def grouped_split(samples: Iterable[Sample], sizes: dict[str, float], seed: int)
     out: dict[str, list[str]] = {}
     for i, (name, fraction) in enumerate(sizes.items()):
         share = fraction * total / len(remaining) if remaining else 0.0
+        left = len({_group_of(s) for s in remaining})
+        if i > 0 and share > 0 and left < 2:  # the earlier parts took all groups but one: train keeps it
+            warnings.warn(
+                f"the {name} part is empty: only {left} group is left after the earlier parts, and train keeps it "
+                f"(a dataset this small needs --split-by none, or a smaller test_size)",
+                stacklevel=3,
+            )
+            out[name] = []
+            continue
         mask = _take_groups(remaining, share, seed + i)
         out[name] = sorted(s.key for s, taken in zip(remaining, mask, strict=True) if taken)
         remaining = [s for s, taken in zip(remaining, mask, strict=True) if not taken]
