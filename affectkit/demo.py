@@ -25,9 +25,10 @@ DEMO_BACKBONES = ("vgg16_bn", "resnet50")
 TARGETS = {"accuracy": 0.80, "valence_ccc": 0.70, "arousal_ccc": 0.70}
 
 
-def step_rates(cfg, steps: int = 3) -> tuple[float, float]:
+def step_rates(cfg, steps: int = 3, compile: bool = False) -> tuple[float, float]:
     """(training, inference) images/s of ``cfg``'s model on this machine: a few real optimisation steps and
-    forward passes on random inputs, with the precision and memory layout training will use."""
+    forward passes on random inputs, with the precision and memory layout training will use. ``compile``: through
+    ``torch.compile`` (the first step, which compiles, is not timed)."""
     import contextlib
 
     import torch
@@ -38,6 +39,7 @@ def step_rates(cfg, steps: int = 3) -> tuple[float, float]:
     cfg = resolve_config(cfg)
     model = AffectModule(cfg.to_dict()).model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    run = torch.compile(model) if compile else model
     x = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size)
     if cfg.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -48,14 +50,14 @@ def step_rates(cfg, steps: int = 3) -> tuple[float, float]:
 
     def train_step():
         with autocast():
-            logits, va = model(x)
+            logits, va = run(x)
         (logits.float().logsumexp(1).mean() + va.float().square().mean()).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
     def infer_step():
         with torch.no_grad(), autocast():
-            model(x)
+            run(x)
 
     rates = []
     for step in (train_step, infer_step):
