@@ -3,7 +3,7 @@ size, per precision, memory layout and batch size, and the demo's total time tho
 
     python bench/demo_speed.py                  # this CPU as it is
     python bench/demo_speed.py --emulate-avx2   # PyTorch's kernels limited to AVX2 (oneDNN, MKL and ATen): fp32
-    python bench/demo_speed.py --compile        # each setting also through torch.compile (compile time printed)
+    python bench/demo_speed.py --compile        # each setting also through torch.compile (and how long that took)
 
 A rate is the best of ``--repeats`` timings of ``--steps`` real optimisation steps (``affectkit.demo.step_rates``:
 forward, multi-task loss, backward, AdamW step on in-memory batches; one warm-up step first). The prediction uses
