@@ -34,11 +34,12 @@ def step_rates(cfg, steps: int = 3, compile: bool = False) -> tuple[float, float
     import torch
 
     from affectkit.training.module import AffectModule
+    from affectkit.training.optim import build_optimizer
     from affectkit.training.run import resolve_config
 
     cfg = resolve_config(cfg)
     model = AffectModule(cfg.to_dict()).model
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = build_optimizer(model, cfg)  # the step training takes (fused where it can be)
     run = torch.compile(model) if compile else model
     x = torch.randn(cfg.batch_size, 3, cfg.image_size, cfg.image_size)
     if cfg.channels_last:

@@ -90,3 +90,29 @@ def test_norm_weights_and_biases_get_no_weight_decay_by_default():
     old = _decay_of(build_optimizer(model, cfg.updated(decay_norm_bias=True)))
     for n, p in named.items():  # the flag: weight decay on everything, LR multipliers as they were
         assert old[id(p)] == (0.05, pytest.approx(by_id[id(p)][1])), n
+
+
+class _Plain(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.backbone = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.Linear(4, 8))
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd"])
+def test_fused_step_where_it_can_run_and_same_updates_as_the_default(name):
+    cfg = TrainConfig(optimizer=name, lr=1e-2, backbone_lr_mult=0.1, weight_decay=0.1, precision="32-true")
+    torch.manual_seed(0)
+    a, b = _Plain(), _Plain()  # no bias before a norm layer: its gradient is rounding noise, which Adam amplifies
+    b.load_state_dict(a.state_dict())
+    fused, default = build_optimizer(a, cfg), build_optimizer(b, cfg.updated(precision="16-mixed"))
+    assert fused.defaults["fused"] is True and not default.defaults.get("fused")
+    assert not build_optimizer(_Tiny(), cfg.updated(precision="auto")).defaults.get("fused")
+    x = torch.randn(2, 3, 5, 5)
+    for _ in range(3):  # per-group LR and weight decay reach the fused kernel as they reach the default one
+        for model, opt in ((a, fused), (b, default)):
+            opt.zero_grad()
+            model.head(model.backbone(x).mean((2, 3))).square().sum().backward()
+            opt.step()
+    for (n, p), q in zip(a.named_parameters(), b.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6), (n, (p - q).abs().max().item())

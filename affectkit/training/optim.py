@@ -44,14 +44,35 @@ def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, Any
 
 
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """``cfg.optimizer`` over :func:`param_groups`, with PyTorch's fused kernel where it can run.
+
+    The fused step (one kernel over every parameter) is faster than the default multi-tensor one on the CPU:
+    ``bench/optimizer_step.py`` measured ResNet50's AdamW step at 39-61 ms default, 21-33 ms fused, of a
+    ~500 ms demo training step. Only for the precisions in ``FUSED_PRECISIONS``; devices without fused kernels
+    get the default step.
+    """
     groups = param_groups(model, cfg)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
-    raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use {', '.join(OPTIMIZERS)}")
+    kinds = {"adam": (torch.optim.Adam, {}), "adamw": (torch.optim.AdamW, {}),
+             "sgd": (torch.optim.SGD, {"momentum": 0.9, "nesterov": True})}  # fmt: skip
+    if cfg.optimizer not in kinds:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use {', '.join(OPTIMIZERS)}")
+    cls, extra = kinds[cfg.optimizer]
+    if fused_step(cfg):
+        try:
+            return cls(groups, lr=cfg.lr, fused=True, **extra)
+        except RuntimeError:  # parameters on a device with no fused kernel
+            pass
+    return cls(groups, lr=cfg.lr, **extra)
+
+
+# fp32 master weights, no gradient scaler: what the fused kernels take on every device that has them
+FUSED_PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16")
+
+
+def fused_step(cfg: TrainConfig) -> bool:
+    """Whether the optimiser may use a fused step: fp32 weights and no gradient scaler (so not ``16-mixed``,
+    whose scaler unscales before clipping, nor ``auto`` before ``train`` resolves it)."""
+    return cfg.precision in FUSED_PRECISIONS
 
 
 def scheduled(cfg: TrainConfig) -> bool:
