@@ -28,19 +28,18 @@ def main() -> None:
     from affectkit.machine import describe
     from affectkit.training.config import load_config
     from affectkit.training.module import AffectModule
-    from affectkit.training.optim import param_groups
+    from affectkit.training.optim import build_optimizer
 
     print(describe())
     print(f"fp32, batch {args.batch_size}, {DEMO_SIZE} px; ms per step, mean of {args.steps}")
     for bb in args.backbones.split(","):
         cfg = load_config(config_path("demo"), data="-", backbone=bb, precision="32-true")
-        module = AffectModule(cfg.to_dict())  # channels_last as training sets it
-        model = module.model
+        model = AffectModule(cfg.to_dict()).model  # channels_last as training sets it
         x = torch.randn(args.batch_size, 3, DEMO_SIZE, DEMO_SIZE).contiguous(memory_format=torch.channels_last)
         n = sum(p.numel() for p in model.parameters()) / 1e6
         for _ in range(args.repeats):
             for fused in (False, True):
-                opt = torch.optim.AdamW(param_groups(model, cfg), lr=1e-4, fused=fused or None)
+                opt = build_optimizer(model, cfg, fused=fused)  # the demo's AdamW and parameter groups
                 model_ms, step_ms = 0.0, 0.0
                 for i in range(args.steps + 1):
                     t0 = time.perf_counter()

@@ -43,13 +43,13 @@ def param_groups(model: torch.nn.Module, cfg: TrainConfig) -> list[dict[str, Any
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool | None = None) -> torch.optim.Optimizer:
     """``cfg.optimizer`` over :func:`param_groups`, with PyTorch's fused kernel where it can run.
 
     The fused step (one kernel over every parameter) is faster than the default multi-tensor one on the CPU:
     ``bench/optimizer_step.py`` measured ResNet50's AdamW step at 39-61 ms default, 21-33 ms fused, of a
-    ~500 ms demo training step. Only for the precisions in ``FUSED_PRECISIONS``; devices without fused kernels
-    get the default step.
+    ~500 ms demo training step (AMD EPYC, 2 cores). ``fused``: None decides by :func:`fused_step` (the
+    precisions in ``FUSED_PRECISIONS``); devices without fused kernels get the default step either way.
     """
     groups = param_groups(model, cfg)
     kinds = {"adam": (torch.optim.Adam, {}), "adamw": (torch.optim.AdamW, {}),
@@ -57,7 +57,7 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.Opt
     if cfg.optimizer not in kinds:
         raise ValueError(f"unknown optimizer {cfg.optimizer!r}: use {', '.join(OPTIMIZERS)}")
     cls, extra = kinds[cfg.optimizer]
-    if fused_step(cfg):
+    if fused_step(cfg) if fused is None else fused:
         try:
             return cls(groups, lr=cfg.lr, fused=True, **extra)
         except RuntimeError:  # parameters on a device with no fused kernel
