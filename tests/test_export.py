@@ -47,6 +47,37 @@ def test_onnx_matches_torch_fp32_with_dynamic_batch(exported):
         assert np.abs(probs - torch.softmax(t_logits, 1).numpy()).max() <= 1e-5
 
 
+def test_same_padding_exports_as_constant_pads_fused_into_the_convolutions(tmp_path):
+    """EfficientNet-Lite's TF-"same" convolutions pad by the input's size at run time. The export (fixed size)
+    makes those pads constants that ONNX Runtime folds into the Conv: no shape arithmetic and no Pad is left to
+    run (each was a float island in the int8 model), the outputs equal PyTorch's, the model itself is unchanged."""
+    import onnx
+    from timm.layers import Conv2dSame
+
+    from affectkit.inference.export import export_model
+    from affectkit.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("efficientnet_lite0", weights="none").eval()
+    same = sum(type(m) is Conv2dSame for m in model.modules())
+    assert same >= 4  # the stem and the stride-2 depthwise convolutions
+    path = export_model(model, tmp_path / "lite0.onnx", preprocess=None)
+    assert sum(type(m) is Conv2dSame for m in model.modules()) == same
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert "Shape" not in ops and ops.count("Pad") == same
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    assert "Pad" not in [n.op_type for n in onnx.load(str(tmp_path / "optimized.onnx")).graph.node]
+    size = model.preprocess["input_size"]
+    x = np.random.default_rng(0).standard_normal((2, 3, size, size)).astype(np.float32)
+    with torch.no_grad():
+        t_logits, t_va = model(torch.from_numpy(x))
+    logits, va, _ = sess.run(None, {"input": x})
+    assert np.abs(logits - t_logits.numpy()).max() <= 1e-4 and np.abs(va - t_va.numpy()).max() <= 1e-4
+
+
 def test_metadata_in_model_and_sidecar(exported):
     _, onnx_path = exported
     meta = read_onnx_metadata(onnx_path)

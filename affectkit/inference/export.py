@@ -19,6 +19,8 @@ from affectkit.labels import EXPRESSIONS
 from affectkit.preprocess import Preprocess
 
 QUANTIZE = (None, "int8")
+# Raised when the same checkpoint exports to a different (e.g. faster) graph, so cached exports are made anew.
+EXPORT_VERSION = 2  # 2: constant "same" padding fused into the convolutions
 
 
 def export_onnx(
@@ -91,7 +93,7 @@ def export_model(
         "opset": int(opset),
         "outputs": ["logits", "va", "probs"],
     }
-    wrapped = _WithProbs(model).eval()
+    wrapped = _WithProbs(_static_same_padding(model, size)).eval()
     dummy = torch.zeros(2, 3, size, size)
     with warnings.catch_warnings():
         # The TorchScript exporter is used on purpose: the dynamo one needs onnxscript, not a dependency.
@@ -108,6 +110,11 @@ def export_model(
             do_constant_folding=True,
         )
     proto = onnx.load(str(out))
+    for node in proto.graph.node:
+        # The exporter names an omitted constant_value as "": ONNX Runtime then does not fuse the Pad into the
+        # Conv after it (its PadFusion requires that input to be a constant). Omitted trailing inputs may be left out.
+        while node.op_type == "Pad" and node.input and not node.input[-1]:
+            del node.input[-1]
     del proto.metadata_props[:]
     entry = proto.metadata_props.add()
     entry.key, entry.value = ONNX_METADATA_KEY, json.dumps(meta)
@@ -141,6 +148,62 @@ def read_onnx_metadata(path: str | Path) -> dict:
         if entry.key == ONNX_METADATA_KEY:
             return json.loads(entry.value)
     raise ValueError(f"{path}: no affectkit metadata in this ONNX model")
+
+
+def _static_same_padding(model, size: int):
+    """``model`` with timm's TF-"same" convolutions (EfficientNet-Lite) padded by constants for ``size`` px inputs.
+
+    ``Conv2dSame`` computes its padding from the input's size at run time; traced, that is a chain of Shape, Gather
+    and Concat ops feeding a Pad, which ONNX Runtime cannot fold into the convolution (and, in an int8 model, a
+    float island with a dequantize/quantize pair and layout transposes around it). The export's size is fixed,
+    so the padding is known: a constant Pad is fused into the Conv. A copy is changed, never ``model``.
+    """
+    import copy
+
+    import torch
+    from timm.layers import Conv2dSame, get_same_padding
+
+    names = [name for name, m in model.named_modules() if type(m) is Conv2dSame]
+    if not names:
+        return model
+    model = copy.deepcopy(model).eval()
+    sizes: dict[str, tuple[int, int]] = {}
+
+    def record(name: str):
+        def hook(module, args) -> None:  # returns None: the input is left as it is
+            sizes[name] = tuple(args[0].shape[-2:])
+
+        return hook
+
+    hooks = [model.get_submodule(n).register_forward_pre_hook(record(n)) for n in names]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    for name in names:
+        conv = model.get_submodule(name)
+        (ih, iw), (kh, kw) = sizes[name], conv.weight.shape[-2:]
+        ph = get_same_padding(ih, kh, conv.stride[0], conv.dilation[0])
+        pw = get_same_padding(iw, kw, conv.stride[1], conv.dilation[1])
+        parent, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent), child, _PaddedConv(conv, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)))
+    return model
+
+
+def _PaddedConv(conv, pads: tuple[int, int, int, int]):
+    import torch
+    import torch.nn.functional as F
+
+    class PaddedConv(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = conv
+
+        def forward(self, x):
+            c = self.conv
+            return F.conv2d(F.pad(x, pads), c.weight, c.bias, c.stride, 0, c.dilation, c.groups)
+
+    return PaddedConv()
 
 
 def _WithProbs(model):

@@ -91,15 +91,15 @@ def find(path: str | Path) -> ShippedModel | None:
 
 def onnx_file(path: str | Path) -> Path:
     """An ONNX export of a ``.safetensors`` model file, made once into the cache (``AFFECTKIT_CACHE``) and named
-    by the file's hash, so a changed file is exported anew."""
+    by the file's hash and the export's version, so a changed file or exporter is exported anew."""
     import os
     import tempfile
 
     from affectkit.data.cache import default_cache_dir
-    from affectkit.inference.export import export_onnx
+    from affectkit.inference.export import EXPORT_VERSION, export_onnx
 
     path = Path(path)
-    out = default_cache_dir() / "onnx" / f"{path.stem}-{sha256(path)[:16]}.onnx"
+    out = default_cache_dir() / "onnx" / f"{path.stem}-{sha256(path)[:16]}-v{EXPORT_VERSION}.onnx"
     if not out.is_file():
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent) as tmp:
