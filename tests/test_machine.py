@@ -1,0 +1,56 @@
+"""The machine line benchmarks print, and bench/as_avx2.py's AVX2-only view of the CPU."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from affectkit.machine import FLAGS, cpu_model_and_flags, describe
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_machine_line_names_model_flags_threads_and_load():
+    line = describe()
+    assert line.startswith("cpu: ") and "torch threads" in line and "load" in line
+    assert all(f"{f}+" in line or f"{f}-" in line for f in FLAGS)
+
+
+def test_as_avx2_shows_commands_a_cpu_without_avx512():
+    flags = cpu_model_and_flags()[1]
+    if "cpuid_fault" not in flags:
+        pytest.skip("this CPU/VM offers no CPUID faulting (no cpuid_fault in /proc/cpuinfo): as_avx2 cannot run")
+    if not shutil.which("cc") and not shutil.which("gcc"):
+        pytest.skip("no C compiler to build bench/cpuid_mask.c")
+    code = (
+        "import torch; from affectkit.machine import describe; from affectkit.training.run import default_precision;"
+        "print(torch.backends.cpu.get_cpu_capability()); print(default_precision('cpu')); print(describe())"
+    )
+    out = subprocess.run(
+        [sys.executable, "bench/as_avx2.py", sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout.splitlines()
+    assert out[0] == "AVX2"  # PyTorch's own kernels: chosen from CPUID, so AVX2 whatever this CPU has
+    assert out[1] == "32-true"  # no fast bf16 on an AVX2-only CPU: auto precision falls back to fp32
+    assert "avx512f-" in out[2] and "avx512_bf16-" in out[2] and "amx_tile-" in out[2]
+    if "avx512f" in flags:
+        assert "CPUID masked to AVX2 by bench/as_avx2.py (the CPU has avx512f" in out[2]
+
+
+def test_as_avx2_without_a_command_or_with_a_missing_one_says_so():
+    usage = subprocess.run([sys.executable, "bench/as_avx2.py"], cwd=ROOT, capture_output=True, text=True)
+    assert usage.returncode == 2 and "Run a command as on an AVX2-only" in usage.stdout
+    missing = subprocess.run(
+        [sys.executable, "bench/as_avx2.py", "no-such-command-here"], cwd=ROOT, capture_output=True, text=True
+    )
+    # one line: the command that cannot run, or why this machine cannot mask CPUID at all
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    assert missing.stderr.startswith("as_avx2: ") and len(missing.stderr.strip().splitlines()) == 1
