@@ -10,11 +10,12 @@ ONNX Runtime; prints the card. Commit the three files once per model version.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from affectkit.pretrained import HERE
 from affectkit.pretrained.ship import ship_model
 
-SUMMARY = "EfficientNet-Lite0 fine-tuned on FER+: 8 facial expressions, no valence/arousal"
+SUMMARY = "{backbone} fine-tuned on FER+: 8 facial expressions, no valence/arousal"  # backbone: the run's
 
 
 def main() -> None:
@@ -24,15 +25,27 @@ def main() -> None:
     p.add_argument("--version", type=int, required=True)
     p.add_argument("--data", required=True, help="dataset with a val split the card's metrics are measured on")
     p.add_argument("--command", required=True, help="the training command that reproduces the run")
-    p.add_argument("--summary", default=SUMMARY)
+    p.add_argument("--summary", default=None, help=f"one line for `affectkit models` (default: {SUMMARY!r})")
     p.add_argument("--dest", default=str(HERE), help="folder for the files (default: the package's)")
     p.add_argument("--expect", default=None, help="also write the test suite's expected predictions (JSON) here")
     a = p.parse_args()
+    if a.summary is None:
+        a.summary = SUMMARY.format(backbone=run_backbone(a.run))
     weights = ship_model(a.run, a.name, a.data, version=a.version, summary=a.summary, command=a.command, dest=a.dest)
     print((weights.parent / f"{a.name}.md").read_text())
     if a.expect:
         record_expectations(weights, a.data, a.expect)
     print(f"wrote {weights} and its card; commit them with index.json")
+
+
+def run_backbone(run: str) -> str:
+    """The run's backbone as people write it: efficientnet_lite2 -> EfficientNet-Lite2."""
+    from affectkit.training.config import load_config
+
+    name = load_config(Path(run) / "config.yaml").backbone
+    if name.startswith("efficientnet_lite"):
+        return "EfficientNet-Lite" + name.removeprefix("efficientnet_lite")
+    return name
 
 
 def record_expectations(weights, data, out, n: int = 8) -> None:

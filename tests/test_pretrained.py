@@ -21,7 +21,7 @@ from affectkit import pretrained
 from affectkit.inference.predictor import Predictor
 from affectkit.labels import EXPRESSIONS
 
-from clitools import AK, ak, serve_cli
+from clitools import AK, FERPLUS_CONFIG, ak, link_ferplus, serve_cli, train_args
 
 ROOT = Path(__file__).parents[1]
 EXPECTED = Path(__file__).parent / "data" / f"{pretrained.DEFAULT}_expected.json"
@@ -192,13 +192,7 @@ def test_serve_without_a_model_shows_the_shipped_one(tmp_path, face_png):
 @pytest.mark.ferplus
 def test_evaluate_the_shipped_model_on_ferplus_faces(tmp_path, ferplus_root):
     """``affectkit evaluate ferplus --data D``: the full evaluation, without a run folder, agrees with predict."""
-    root = tmp_path / "mini"
-    for folder, n in (("FER2013Train", 8), ("FER2013Valid", 64)):
-        (root / folder).mkdir(parents=True)
-        rows = (ferplus_root / folder / "label.csv").read_text().splitlines()[:n]
-        (root / folder / "label.csv").write_text("\n".join(rows) + "\n")
-        for r in rows:  # links, not copies: the images stay in ../shared
-            (root / folder / r.split(",")[0]).symlink_to(ferplus_root / folder / r.split(",")[0])
+    root = link_ferplus(ferplus_root, tmp_path / "mini", {"FER2013Train": 8, "FER2013Valid": 64})
     ak("evaluate", pretrained.DEFAULT, "--data", root, "--split", "val", cwd=tmp_path)
     ev = tmp_path / pretrained.DEFAULT / "eval"  # beside the user, never inside the installed package
     m = json.loads((ev / "mini-val_metrics.json").read_text())
@@ -223,3 +217,25 @@ def test_the_wheel_carries_the_shipped_model(tmp_path):
     m = pretrained.get(pretrained.DEFAULT)
     for f in (m.file, f"{m.name}.md", "index.json", "card.md.j2"):
         assert f"affectkit/pretrained/{f}" in names
+
+
+def test_ship_model_turns_a_run_into_a_shipped_model(tmp_path, ferplus_root):
+    """``scripts/ship_model.py`` as CONTRIBUTING says, on a run trained for a few steps: the fp16 file, its card
+    and index entry land in ``--dest``; the index holds the file's hash and the card's metrics, the card names the
+    run's backbone and version, and the file predicts expression only."""
+    root = link_ferplus(ferplus_root, tmp_path / "mini", {"FER2013Train": 64, "FER2013Valid": 32})
+    ak(*train_args(root, "--set", "freeze_epochs=0", config=FERPLUS_CONFIG, image_size=48), cwd=tmp_path)
+    dest = tmp_path / "dest"
+    cmd = [sys.executable, ROOT / "scripts" / "ship_model.py", "run", "--name", "mini", "--version", "3"]
+    cmd += ["--data", root, "--command", "affectkit train (test)", "--dest", dest]
+    res = subprocess.run(list(map(str, cmd)), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    entry = json.loads((dest / "index.json").read_text())["mini"]
+    weights = dest / entry["file"]
+    assert entry["sha256"] == pretrained.sha256(weights) and entry["version"] == 3
+    assert entry["summary"] == "resnet18 fine-tuned on FER+: 8 facial expressions, no valence/arousal"
+    card = (dest / "mini.md").read_text()
+    assert "version 3" in card and entry["sha256"] in card and "affectkit train (test)" in card
+    assert f"{entry['metrics']['accuracy']:.3f}" in card and "decisions about people" in card
+    faces = Predictor.load(str(weights)).predict(np.zeros((48, 48, 3), np.uint8), detect=False)
+    assert len(faces) == 1 and faces[0].valence is None and len(faces[0].probabilities) == 8
