@@ -56,7 +56,6 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ)
     env["LD_PRELOAD"] = " ".join(filter(None, [str(lib), env.get("LD_PRELOAD", "")]))
     env[CPUID_MASK_ENV] = "avx2"
-    env.pop("PYTHONFAULTHANDLER", None)  # its SIGSEGV handler would take the trapped CPUIDs for crashes
     if argv[0].endswith(".py"):
         argv = [sys.executable, *argv]
     try:
