@@ -254,3 +254,11 @@ def test_train_leaves_the_callers_config_unchanged(synth_small, tmp_path):
     assert cfg.to_dict() == before
     saved = load_config(run / "config.yaml")
     assert saved.precision != "auto" and saved.extra == {"notes": ["kept"]}
+
+
+def test_training_without_the_decoded_store_warns_nothing(synth_small, tmp_path):
+    """``cache: false`` decodes each image as it is read: PIL's read-only arrays must not reach torch (it warns)."""
+    from clitools import ak, train_args
+
+    res = ak(*train_args(synth_small, "--set", "cache=false"), cwd=tmp_path)
+    assert "not writable" not in res.stderr and "warning" not in res.stderr.lower(), res.stderr[-1500:]

@@ -103,7 +103,8 @@ class AffectDataset(Dataset):
                 warnings.warn(f"skipping unreadable image {self.samples[i].image}: {e}", stacklevel=2)
                 return None
         item = {k: v[0] for k, v in self._targets(np.array([i])).items()}
-        item["image"] = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)
+        # decoded images can be read-only views (PIL, memory maps): torch warns on those, so copy only then
+        item["image"] = torch.from_numpy(np.require(img, requirements=["C", "W"])).permute(2, 0, 1)
         return item
 
 
