@@ -59,9 +59,10 @@ def main(argv: list[str]) -> int:
     if argv[0].endswith(".py"):
         argv = [sys.executable, *argv]
     try:
-        return subprocess.run(argv, env=env).returncode
+        code = subprocess.run(argv, env=env).returncode
     except OSError as err:
         sys.exit(f"as_avx2: cannot run {argv[0]}: {err.strerror}")
+    return 128 - code if code < 0 else code  # killed by a signal: as a shell reports it (SIGSEGV: 139)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,15 @@ def test_as_avx2_trains_with_data_loader_workers(tmp_path):
     )
     assert res.returncode == 0 and "segmentation fault" not in res.stderr.lower(), res.stderr[-2000:]
     assert "precision: 32-true" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_as_avx2_lets_a_real_crash_be_a_crash():
+    """Only trapped CPUIDs are answered: a real segmentation fault still ends the command with SIGSEGV."""
+    _need_cpuid_masking()
+    res = subprocess.run(
+        [sys.executable, "bench/as_avx2.py", sys.executable, "-c", "import ctypes; ctypes.string_at(0)"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+    )
+    assert res.returncode == 128 + signal.SIGSEGV  # as a shell reports a command killed by SIGSEGV
