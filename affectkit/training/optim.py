@@ -65,12 +65,12 @@ def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, fused: bool | None
     return cls(groups, lr=cfg.lr, **extra)
 
 
-# fp32 master weights, no gradient scaler: what the fused kernels take on every device that has them
+# no gradient scaler (fp32 or bf16 weights): what the fused kernels take on every device that has them
 FUSED_PRECISIONS = ("32-true", "32", "bf16-mixed", "bf16")
 
 
 def fused_step(cfg: TrainConfig) -> bool:
-    """Whether the optimiser may use a fused step: fp32 weights and no gradient scaler (so not ``16-mixed``,
+    """Whether the optimiser may use a fused step: no gradient scaler (so not ``16-mixed``,
     whose scaler unscales before clipping, nor ``auto`` before ``train`` resolves it)."""
     return cfg.precision in FUSED_PRECISIONS
 
