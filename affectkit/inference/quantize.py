@@ -9,7 +9,7 @@ kernels) are quantized, and not the first convolution. On the FER+ EfficientNet-
 FER2013Valid faces, fp32 accuracy 0.792), quantizing every supported op gave 0.715 — the residual ``Add``s and
 the input's per-tensor uint8 range (three differently normalised channels in one scale) cost most of it —
 while this selection gave 0.791. (With the export's constant "same" padding, quantizing everything costs only
-0.26 points more than this selection on the full FER2013Valid, but is no faster on AVX2 or VNNI CPUs either.)
+0.26 points more than this selection on the full FER2013Valid, and is no faster on AVX2.)
 
 The float model is exported to a temporary file first; the int8 file carries the same affectkit metadata (plus
 ``"quantized": "int8"``), so ``Predictor`` / ``predict`` / ``serve`` use it like any exported model.
