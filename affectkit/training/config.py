@@ -129,6 +129,9 @@ class TrainConfig(BaseModel):
     early_stopping: int = Field(0, ge=0)  # patience in epochs on the selection metric; 0 = off
     # losses
     expression_loss: Literal["ce", "soft_ce"] = "ce"  # soft_ce: FER+ vote distribution
+    # distillation: a model's probabilities mixed into the training targets (see affectkit.training.teacher)
+    teacher: str | None = None  # a shipped model's name, an .onnx, a run folder or a .ckpt
+    teacher_weight: Probability = 0.5  # the teacher's share of each training target
     # balanced: inverse frequency, normalised; sqrt: inverse square root of the frequency (a milder lift)
     class_weights: Literal["none", "balanced", "sqrt"] = "none"
     balanced_sampling: bool = False

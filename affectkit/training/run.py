@@ -90,6 +90,8 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     cfg = resolve_config(cfg)
     if cfg.initial_checkpoint and not resume:  # fail before the data are read, not after
         resolve_checkpoint(cfg.initial_checkpoint)
+    if cfg.teacher:
+        resolve_checkpoint(cfg.teacher)
     assert cfg.data is not None  # checked above; resolving keeps it
     run = new_run_dir(out, cfg, resume, create=False)
     primary = is_primary_process()
@@ -132,7 +134,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
 def resolve_config(cfg: TrainConfig) -> TrainConfig:
     """A copy of ``cfg`` with what "auto" and FER+ vote targets mean here filled in (as saved in the run)."""
     changes: dict[str, Any] = {}
-    if cfg.label_mode == "distribution" and cfg.expression_loss == "ce":
+    if (cfg.label_mode == "distribution" or cfg.teacher) and cfg.expression_loss == "ce":
         changes["expression_loss"] = "soft_ce"
     if cfg.precision == "auto":
         changes["precision"] = default_precision(cfg.accelerator)
@@ -150,6 +152,8 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     # The preprocessing contract is fixed here, once, and travels with every checkpoint of the run.
     contract = Preprocess.from_config(cfg.to_dict(), get_spec(cfg.backbone).preprocess)
+    if cfg.teacher:
+        _distil(cfg, run, records, split)
     sources = data_sources(cfg.data, cfg.format) if is_multi(cfg.data) else []
     dm = _data_module(cfg, records, split, contract, sources)
     module = _model(cfg, dm, contract, sources)
@@ -169,6 +173,18 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
         trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_dir / "last.ckpt") if resume else None, weights_only=True)
     if trainer.is_global_zero:
         _write_summary(run, cfg, trainer, cast(ModelCheckpoint, callbacks[0]), dm, time.time() - t0, resume)
+
+
+def _distil(cfg: TrainConfig, run: Path, records, split) -> None:
+    from affectkit.training.teacher import TEACHER_FILE, mix_teacher
+
+    assert cfg.teacher is not None
+    samples = records.samples if hasattr(records, "samples") else records
+    t0 = time.time()
+    n = mix_teacher(samples, split["train"], cfg.teacher, cfg.teacher_weight, cache=run / TEACHER_FILE)
+    if is_primary_process():
+        took = time.time() - t0
+        print(f"teacher {cfg.teacher}: {n} training targets mixed at weight {cfg.teacher_weight} ({took:.0f} s)")
 
 
 def _save_run_files(cfg: TrainConfig, run: Path, split) -> None:
