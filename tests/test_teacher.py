@@ -90,3 +90,11 @@ def test_train_with_a_teacher_from_the_command_line(faces):
     assert r.returncode == 2 and "nowhere" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (faces / "x").exists()
+
+    ak(*train_args(out="va"), "--set", "loss_expression=0", cwd=faces)  # a valence/arousal-only model
+    r = subprocess.run(
+        [*AK, *map(str, train_args(out="y")), "--set", "teacher=va"], cwd=faces, capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "without expression labels" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (faces / "y").exists()

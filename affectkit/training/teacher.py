@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from affectkit.data.records import Sample
-from affectkit.io import atomic_write_with
+from affectkit.io import atomic_write_with, resolve_checkpoint
 from affectkit.labels import NUM_EXPRESSIONS
 
 __all__ = ["TEACHER_FILE", "mix_teacher", "teacher_probabilities"]
@@ -37,8 +37,10 @@ def teacher_probabilities(samples: Sequence[Sample], teacher: str, batch_size: i
     """
     from affectkit.inference.predictor import Predictor
 
-    onnx = _resolve(teacher).suffix.lower() in (".onnx", ".safetensors")
+    onnx = resolve_checkpoint(teacher).suffix.lower() in (".onnx", ".safetensors")
     predictor = Predictor.load(teacher, backend="onnx" if onnx else "torch", batch_size=batch_size)
+    if not predictor.heads["expression"]:
+        raise ValueError(f"teacher {teacher}: it was trained without expression labels; name an expression model")
     contract = predictor.contract
     out = np.full((len(samples), NUM_EXPRESSIONS), np.nan)
     for start in range(0, len(samples), 512):  # bounded memory: 512 crops at a time
@@ -86,17 +88,10 @@ def mix_teacher(
     return mixed
 
 
-def _resolve(teacher: str) -> Path:
-    from affectkit.io import resolve_checkpoint
-
-    return resolve_checkpoint(teacher)
-
-
 def _identity(teacher: str) -> str:
     """The teacher file's SHA-256: cached probabilities are reused only for the very same weights."""
-    path = _resolve(teacher)
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(resolve_checkpoint(teacher), "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
