@@ -64,6 +64,8 @@ OLD_DEFAULTS = {
     "grad_clip": 0.0,
     "early_stopping": 0,
     "expression_loss": "ce",
+    "teacher": None,
+    "teacher_weight": 0.5,
     "class_weights": "none",
     "balanced_sampling": False,
     "label_smoothing": 0.0,
