@@ -11,7 +11,6 @@ its own preprocessing contract, before training starts; the probabilities are ke
 
 from __future__ import annotations
 
-import hashlib
 import io
 import warnings
 from collections.abc import Sequence
@@ -90,11 +89,9 @@ def mix_teacher(
 
 def _identity(teacher: str) -> str:
     """The teacher file's SHA-256: cached probabilities are reused only for the very same weights."""
-    h = hashlib.sha256()
-    with open(resolve_checkpoint(teacher), "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    from affectkit.pretrained import sha256
+
+    return sha256(resolve_checkpoint(teacher))
 
 
 def _cached(cache: Path | None, ident: str, keys: list[str]) -> np.ndarray | None:
