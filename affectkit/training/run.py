@@ -181,7 +181,9 @@ def _distil(cfg: TrainConfig, run: Path, records, split) -> None:
     assert cfg.teacher is not None
     samples = records.samples if hasattr(records, "samples") else records
     t0 = time.time()
-    n = mix_teacher(samples, split["train"], cfg.teacher, cfg.teacher_weight, cache=run / TEACHER_FILE)
+    n = mix_teacher(
+        samples, split["train"], cfg.teacher, cfg.teacher_weight, cache=run / TEACHER_FILE, decoded_store=cfg.cache
+    )
     if is_primary_process():
         took = time.time() - t0
         print(f"teacher {cfg.teacher}: {n} training targets mixed at weight {cfg.teacher_weight} ({took:.0f} s)")

@@ -11,7 +11,6 @@ its own preprocessing contract, before training starts; the probabilities are ke
 
 from __future__ import annotations
 
-import io
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,42 +26,50 @@ __all__ = ["TEACHER_FILE", "mix_teacher", "teacher_probabilities"]
 TEACHER_FILE = "teacher.npz"
 
 
-def teacher_probabilities(samples: Sequence[Sample], teacher: str, batch_size: int = 64) -> np.ndarray:
+def teacher_probabilities(
+    samples: Sequence[Sample], teacher: str, batch_size: int = 64, decoded_store: bool = True
+) -> np.ndarray:
     """The teacher's expression probabilities (N, 8) for ``samples``; NaN rows for images it could not read.
 
     ``teacher``: a shipped model's name (``affectkit models``), an exported ``.onnx``, a run folder or a
     ``.ckpt``. Shipped models and ``.onnx`` files run on ONNX Runtime (several times faster on a CPU than eager
-    PyTorch for these networks); checkpoints on PyTorch in fp32.
+    PyTorch for these networks); checkpoints on PyTorch in fp32. The faces are decoded by the teacher's contract
+    into a decoded-image store (``affectkit.data.cache``: parallel, bad files marked), kept in the cache when
+    ``decoded_store`` (a run that trains at the teacher's contract shares it), else in a temporary folder.
     """
+    import tempfile
+
+    from affectkit.data.cache import build_store
     from affectkit.inference.predictor import Predictor
 
     onnx = resolve_checkpoint(teacher).suffix.lower() in (".onnx", ".safetensors")
     predictor = Predictor.load(teacher, backend="onnx" if onnx else "torch", batch_size=batch_size)
     if not predictor.heads["expression"]:
         raise ValueError(f"teacher {teacher}: it was trained without expression labels; name an expression model")
-    contract = predictor.contract
     out = np.full((len(samples), NUM_EXPRESSIONS), np.nan)
-    for start in range(0, len(samples), 512):  # bounded memory: 512 crops at a time
-        chunk, rows = [], []
-        for i in range(start, min(start + 512, len(samples))):
-            s = samples[i]
-            try:
-                chunk.append(contract.to_array(s.image, box=s.box))
-                rows.append(i)
-            except Exception:  # an unreadable image keeps its own label; the data module skips it anyway
-                continue
-        if chunk:
-            out[rows], _ = predictor.predict_crops(np.stack(chunk))
+    with tempfile.TemporaryDirectory(prefix="affectkit-teacher-") as tmp:
+        store = build_store(list(samples), predictor.contract, cache_dir=None if decoded_store else tmp, warn=False)
+        rows = np.flatnonzero(store.ok)
+        for start in range(0, len(rows), 512):  # bounded memory: 512 faces at a time from the memory map
+            part = rows[start : start + 512]
+            out[part], _ = predictor.predict_crops(np.asarray(store.images[part]))
+        del store  # the memory map, before a temporary folder goes
     return out
 
 
 def mix_teacher(
-    samples: Sequence[Sample], keys: Sequence[str], teacher: str, weight: float, cache: Path | None = None
+    samples: Sequence[Sample],
+    keys: Sequence[str],
+    teacher: str,
+    weight: float,
+    cache: Path | None = None,
+    decoded_store: bool = True,
 ) -> int:
     """Mix ``teacher``'s probabilities into the targets of the samples whose key is in ``keys`` (in place).
 
     Returns how many samples got a mixed target. ``cache``: where the probabilities are kept (and read back
-    when they were computed for the same teacher file and the same keys).
+    when they were computed for the same teacher file and the same keys). ``decoded_store``: see
+    :func:`teacher_probabilities`.
     """
     wanted = set(keys)
     chosen = [s for s in samples if s.key in wanted and s.expression is not None]
@@ -71,7 +78,7 @@ def mix_teacher(
     ident = _identity(teacher)
     probs = _cached(cache, ident, [s.key for s in chosen])
     if probs is None:
-        probs = teacher_probabilities(chosen, teacher)
+        probs = teacher_probabilities(chosen, teacher, decoded_store=decoded_store)
         if cache is not None:
             _save(cache, ident, [s.key for s in chosen], probs)
     mixed = 0
@@ -104,6 +111,4 @@ def _cached(cache: Path | None, ident: str, keys: list[str]) -> np.ndarray | Non
 
 
 def _save(cache: Path, ident: str, keys: list[str], probs: np.ndarray) -> None:
-    buf = io.BytesIO()
-    np.savez(buf, teacher_sha256=np.array(ident), keys=np.array(keys), probs=probs)
-    atomic_write_with(cache, lambda f: f.write(buf.getvalue()))
+    atomic_write_with(cache, lambda f: np.savez(f, teacher_sha256=np.array(ident), keys=np.array(keys), probs=probs))
