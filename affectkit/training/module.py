@@ -12,6 +12,7 @@ import torch
 from affectkit.training.augment import augment_batch
 from affectkit.training.checkpoint import META_KEY, model_meta
 from affectkit.training.config import TrainConfig
+from affectkit.training.depthwise import fp32_depthwise_on_cpu
 from affectkit.training.losses import multitask_loss
 from affectkit.training.resume_state import RESUME_KEY, restore_resume_state, resume_state
 
@@ -59,6 +60,7 @@ class AffectModule(L.LightningModule):
         self.model = create_model(
             self.cfg.backbone, weights=weights, dropout=self.cfg.dropout, num_classes=self.cfg.num_classes
         )
+        fp32_depthwise_on_cpu(self.model)  # bf16 depthwise backward is slow on CPUs (see depthwise.py)
         self.contract = (
             Preprocess.from_dict(preprocess)
             if preprocess is not None
