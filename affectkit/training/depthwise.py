@@ -1,11 +1,12 @@
 """Depthwise convolutions kept in fp32 when training under bf16 autocast on a CPU.
 
 oneDNN's bf16 kernels for the *backward* pass of depthwise (grouped) convolutions are slow on some CPUs: on an
-Intel Xeon with AMX, EfficientNet-Lite0 at 96 px trained at 42 images/s in bf16-mixed against 85 in fp32, nearly
-all of the difference in the depthwise layers' ``convolution_backward``. Those layers hold a small share of the
-FLOPs, so running just them in fp32 (and the dense and pointwise convolutions in bf16) is faster than either
-precision alone (97 images/s; ``bench/demo_speed.py --backbones efficientnet_lite0 --size 96``). Dense networks
-(VGG, ResNet) have no such layers and are unchanged; so are GPUs, inference and every model without autocast.
+Intel Xeon with AMX, EfficientNet-Lite0 at 96 px trained at 50 images/s in bf16-mixed against 94 in fp32, nearly
+all of the difference in the depthwise layers' ``convolution_backward`` (``bench/demo_speed.py --backbones
+efficientnet_lite0 --size 96 --batch-sizes 64``). Those layers hold a small share of the FLOPs, so running just
+them in fp32 (the dense and pointwise convolutions stay bf16) brings bf16-mixed level with fp32 (97 images/s).
+Dense networks (VGG, ResNet) have no such layers and are unchanged; so are GPUs, inference and every model
+without autocast.
 """
 
 from __future__ import annotations
