@@ -1,6 +1,6 @@
 """Depthwise convolutions kept in fp32 when training under bf16 autocast on a CPU.
 
-oneDNN's bf16 kernels for the *backward* pass of depthwise (grouped) convolutions are slow on some CPUs: on an
+PyTorch's CPU bf16 kernels for the *backward* pass of depthwise (grouped) convolutions are slow: on an
 Intel Xeon with AMX, EfficientNet-Lite0 at 96 px trained at 50 images/s in bf16-mixed against 94 in fp32, nearly
 all of the difference in the depthwise layers' ``convolution_backward`` (``bench/demo_speed.py --backbones
 efficientnet_lite0 --size 96 --batch-sizes 64``). Those layers hold a small share of the FLOPs, so running just
