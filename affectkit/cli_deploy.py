@@ -7,6 +7,7 @@ models``); predict and serve use the shipped default model when none is given.
 from __future__ import annotations
 
 import json
+import sys
 
 from affectkit.extras import require
 
@@ -41,16 +42,34 @@ def cmd_export(a):
 
     if a.format != "onnx":
         raise SystemExit(f"unsupported export format {a.format!r}: only onnx")
-    print(
-        export_onnx(
-            a.checkpoint,
-            a.out,
-            opset=a.opset,
-            quantize=a.quantize,
-            calibration=a.calibration,
-            calibration_size=a.calibration_size,
-        )
+    out = export_onnx(
+        a.checkpoint,
+        a.out,
+        opset=a.opset,
+        quantize=a.quantize,
+        calibration=a.calibration,
+        calibration_size=a.calibration_size,
     )
+    print(out)  # stdout: the file alone, for scripts
+    if a.quantize:
+        from affectkit.inference.export import read_onnx_metadata
+
+        check = read_onnx_metadata(out).get("int8_check")
+        print(_int8_summary(check), file=sys.stderr)
+
+
+def _int8_summary(check: dict | None) -> str:
+    if not check:
+        return "int8 not compared with fp32: the data has no held-out (val or test) faces"
+    line = (
+        f"int8 vs fp32 on {check['n']} held-out ({check['split']}) faces: same expression on "
+        f"{check['same_expression']:.1%}, largest probability change {check['max_prob_change']:.3f}"
+    )
+    if "max_va_change" in check:
+        line += f", largest valence/arousal change {check['max_va_change']:.3f}"
+    if "accuracy_fp32" in check:
+        line += f"; accuracy {check['accuracy_fp32']:.3f} fp32, {check['accuracy_int8']:.3f} int8"
+    return line
 
 
 def cmd_serve(a):

@@ -253,7 +253,8 @@ def test_int8_export_predicts_like_the_float_model(trained):
 
     d, ref = trained
     ak("export", "run", "--out", "fp32.onnx", cwd=d)
-    ak("export", "run", "--out", "int8.onnx", "--quantize", "int8", "--calibration-size", 64, cwd=d)
+    res = ak("export", "run", "--out", "int8.onnx", "--quantize", "int8", "--calibration-size", 64, cwd=d)
+    assert res.stdout.strip() == "int8.onnx"  # stdout: the file alone; the comparison goes to stderr
     proto = onnx.load(str(d / "int8.onnx"))
     ops = [n.op_type for n in proto.graph.node]
     assert ops.count("QuantizeLinear") >= 10 and ops.count("DequantizeLinear") >= 10
@@ -265,6 +266,11 @@ def test_int8_export_predicts_like_the_float_model(trained):
 
     meta = read_onnx_metadata(d / "int8.onnx")
     assert meta["quantized"] == "int8" and meta["preprocess"]["input_size"] == SIZE
+    check = meta["int8_check"]  # compared with the float model on the run's validation faces
+    n_val = json.loads((d / "run" / "split.json").read_text())["sizes"]["val"]
+    assert check["split"] == "val" and check["n"] == check["n_labelled"] == n_val
+    assert 0.0 <= check["same_expression"] <= 1.0 and 0.0 <= check["max_prob_change"] <= 1.0
+    assert f"int8 vs fp32 on {n_val} held-out (val) faces: same expression on" in res.stderr
     ak("predict", "int8.onnx", *ref, "--no-detect", "--backend", "onnx", "--out", "int8.csv", cwd=d)
     got = read_rows(d / "int8.csv")
     diffs = [abs(float(got[k][f"prob_{n}"]) - float(ref[k][f"prob_{n}"])) for k in ref for n in EXPRESSIONS]

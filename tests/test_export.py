@@ -142,3 +142,35 @@ def test_export_and_load_errors(tmp_path, exported):
 def _save(path: Path, rgb: np.ndarray) -> Path:
     Image.fromarray(rgb).save(path)
     return path
+
+
+def test_int8_check_compares_the_two_files_and_flags_a_changed_model(exported, tmp_path, monkeypatch):
+    """check_int8 (run by `export --quantize int8`): a file identical to its float model keeps every expression
+    and moves nothing; a file whose answers differ (here: a head that always says one class) is flagged, and the
+    figures are stored in that file's metadata and sidecar."""
+    from affectkit.inference import quantize
+    from affectkit.inference.export import export_model
+    from affectkit.training.checkpoint import load_model
+
+    ckpt, fp32 = exported
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((64, 3, INPUT_SIZE, INPUT_SIZE)).astype(np.float32)
+    labels = np.r_[np.full(32, -1), rng.integers(0, 8, 32)]
+    same = quantize.compare_int8(fp32, fp32, x, labels)
+    assert same["n"] == 64 and same["same_expression"] == 1.0 and same["max_prob_change"] == 0.0
+    assert same["n_labelled"] == 32 and same["accuracy_fp32"] == same["accuracy_int8"]
+    assert same["max_va_change"] == 0.0  # the test model's valence/arousal heads count as trained
+
+    model, meta = load_model(ckpt)
+    logits = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).run(["logits"], {"input": x})[0]
+    rare = int(np.bincount(logits.argmax(1), minlength=8).argmin())  # the class the float model says least
+    with torch.no_grad():
+        model.head.classifier.weight.zero_()
+        model.head.classifier.bias.fill_(0).data[rare] = 5.0
+    changed = export_model(model, tmp_path / "changed.onnx", preprocess=meta["contract"], heads=meta["heads"])
+    monkeypatch.setattr(quantize, "part_faces", lambda *a, **k: (x, labels))
+    with pytest.warns(UserWarning, match="changes the predicted expression of .* of 64 held-out faces"):
+        check = quantize.check_int8(ckpt, None, fp32, changed)
+    assert check["split"] == "val" and check["same_expression"] <= 0.125
+    assert read_onnx_metadata(changed)["int8_check"] == check
+    assert json.loads(changed.with_suffix(".json").read_text())["int8_check"] == check

@@ -34,8 +34,9 @@ def export_onnx(
     """Export the model in a ``.ckpt`` (or a run folder's best) to ``out`` (.onnx) and write the sidecar json.
 
     ``quantize="int8"`` writes an int8 model instead (see ``affectkit.inference.quantize``), calibrated on
-    ``calibration_size`` training images of the checkpoint's run (or of the dataset ``calibration``).
-    Returns ``out``."""
+    ``calibration_size`` training images of the checkpoint's run (or of the dataset ``calibration``), then
+    compared with the float model on held-out images of the same data (``int8_check`` in its metadata; a
+    warning when it changes many predictions, see ``affectkit.inference.quantize.check_int8``). Returns ``out``."""
     import tempfile
 
     from affectkit.training.checkpoint import load_model
@@ -51,7 +52,7 @@ def export_onnx(
     kw = dict(preprocess=meta["contract"], backbone=meta.get("backbone"), opset=opset, heads=meta["heads"])
     if quantize is None:
         return export_model(model, out, **kw)
-    from affectkit.inference.quantize import calibration_faces, quantize_onnx
+    from affectkit.inference.quantize import calibration_faces, check_int8, quantize_onnx
 
     out = Path(out)
     if out.suffix.lower() != ".onnx":
@@ -60,7 +61,9 @@ def export_onnx(
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_model(model, Path(tmp) / "fp32.onnx", **kw)
-        return quantize_onnx(fp32, out, faces)
+        quantize_onnx(fp32, out, faces)
+        check_int8(ckpt, calibration, fp32, out)
+    return out
 
 
 def export_model(
