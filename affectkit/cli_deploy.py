@@ -147,13 +147,14 @@ def _add_export(sub) -> None:
         "--quantize",
         choices=["int8"],
         default=None,
-        help="int8: ONNX Runtime static quantization, calibrated on training images (smaller, faster)",
+        help="int8: ONNX Runtime static quantization, calibrated on training images (smaller, faster), then "
+        "compared with the float model on held-out images (warns when many answers change)",
     )
     x.add_argument(
         "--calibration",
         default=None,
         metavar="DATA",
-        help="dataset to calibrate int8 on (default: the run's own training images)",
+        help="dataset to calibrate int8 on and compare it with (default: the run's own images)",
     )
     x.add_argument("--calibration-size", type=int, default=256, help="calibration images (default 256)")
     x.set_defaults(fn=cmd_export)
