@@ -271,6 +271,8 @@ def test_int8_export_predicts_like_the_float_model(trained):
     assert check["split"] == "val" and check["n"] == check["n_labelled"] == n_val
     assert 0.0 <= check["same_expression"] <= 1.0 and 0.0 <= check["max_prob_change"] <= 1.0
     assert f"int8 vs fp32 on {n_val} held-out (val) faces: same expression on" in res.stderr
+    with serve_cli("int8.onnx", cwd=d) as (_, info):  # the web demo says it runs the int8 file, and how close
+        assert info["quantized"] == "int8" and info["int8_check"] == check
     ak("predict", "int8.onnx", *ref, "--no-detect", "--backend", "onnx", "--out", "int8.csv", cwd=d)
     got = read_rows(d / "int8.csv")
     diffs = [abs(float(got[k][f"prob_{n}"]) - float(ref[k][f"prob_{n}"])) for k in ref for n in EXPRESSIONS]

@@ -343,6 +343,30 @@ def test_page_in_headless_chromium(tmp_path, with_va):
         assert "without valence and arousal labels" in state["note"]
 
 
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary (apt-get install chromium) for the browser test")
+def test_page_names_an_int8_model_and_its_check(tmp_path):
+    """Served from an int8 file, the page says so and how close the int8 model stayed to its float model."""
+    from affectkit.inference import quantize
+    from affectkit.inference.export import export_model, read_onnx_metadata
+    from affectkit.training.checkpoint import load_model, save_model_checkpoint
+
+    model, meta = load_model(save_model_checkpoint(make_model(), tmp_path / "model.ckpt", {"face_margin": 0.2}))
+    fp32 = export_model(model, tmp_path / "fp32.onnx", preprocess=meta["contract"], heads=meta["heads"])
+    size = meta["contract"].input_size
+    x = np.random.default_rng(0).standard_normal((32, 3, size, size)).astype(np.float32)
+    int8 = quantize.quantize_onnx(fp32, tmp_path / "int8.onnx", x)
+    check = {"split": "val", **quantize.compare_int8(fp32, int8, x, np.full(len(x), -1))}
+    quantize.write_metadata(int8, {**read_onnx_metadata(int8), "int8_check": check})
+    img = tmp_path / "photo.png"
+    Image.fromarray(face_photo((640, 440), at=(240, 100))).save(img)
+    with serve_cli(int8, cwd=tmp_path) as (base, info):
+        assert info["quantized"] == "int8" and info["int8_check"] == check
+        state = _drive_page(base, img, tmp_path)
+    assert state["cards"] == 1 and state["model"].startswith("Model: resnet18 (onnx, int8)")
+    share = f"{100 * check['same_expression']:.1f}%"
+    assert f"int8: same expression as the float model on {share} of 32 held-out faces." in state["model"]
+
+
 def _drive_page(server: str, img: Path, tmp_path: Path) -> dict:
     cdp = _CDP(CHROMIUM, tmp_path / "profile")
     try:

@@ -248,6 +248,9 @@ class Predictor:
             "heads": dict(self.heads),
             "preprocess": self.preprocess,
             "note": describe_heads(self.heads),
+            # an int8 export says so, with its comparison to the float model (``export --quantize int8``)
+            "quantized": getattr(self.backend, "meta", {}).get("quantized"),
+            "int8_check": getattr(self.backend, "meta", {}).get("int8_check"),
         }
 
     # ---- prediction ---------------------------------------------------------------------------

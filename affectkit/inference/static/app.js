@@ -22,8 +22,14 @@ async function showModel() {
   const heads = info.heads || {};
   const can = ["expression", "valence", "arousal"].filter((k) => heads[k] !== false);
   const named = info.model ? `${info.model} (${info.summary}) — ` : "";
-  $("model").textContent = `Model: ${named}${info.backbone || "?"} (${info.backend}), ${info.input_size} px input; ` +
+  const backend = info.quantized ? `${info.backend}, ${info.quantized}` : info.backend;
+  $("model").textContent = `Model: ${named}${info.backbone || "?"} (${backend}), ${info.input_size} px input; ` +
     `predicts ${can.join(", ") || "nothing"}.`;
+  const check = info.int8_check;
+  if (check) {
+    $("model").textContent += ` int8: same expression as the float model on ` +
+      `${(100 * check.same_expression).toFixed(1)}% of ${check.n} held-out faces.`;
+  }
   if (info.note) $("model-note").textContent = info.note.charAt(0).toUpperCase() + info.note.slice(1) + ".";
   $("va-panel").hidden = !(heads.valence !== false && heads.arousal !== false);
 }
