@@ -98,3 +98,30 @@ def test_train_with_a_teacher_from_the_command_line(faces):
     assert r.returncode == 2 and "without expression labels" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (faces / "y").exists()
+
+
+def test_an_ensemble_of_teachers_from_the_command_line(faces):
+    """`--set teacher=[A,B]`: the targets mix the members' mean probabilities, each member run through its own
+    preprocessing; the cache is the ensemble's own; an empty list is one clear line."""
+    from affectkit.training import teacher as T
+
+    ak(*train_args(out="member"), cwd=faces)
+    r = ak(*train_args(out="ens"), "--set", "teacher=[ferplus,member]", cwd=faces)
+    assert "teacher ferplus + member: " in r.stdout
+    assert yaml.safe_load((faces / "ens" / "config.yaml").read_text())["teacher"] == ["ferplus", "member"]
+    with np.load(faces / "ens" / "teacher.npz") as z:
+        keys, probs, ident = z["keys"].tolist(), z["probs"], str(z["teacher_sha256"])
+    by_key = {s.key: s for s in _samples(faces / "faces")}
+    chosen = [by_key[k] for k in keys]
+    names = ("ferplus", str(faces / "member"))  # the test runs elsewhere: the run folder by its full path
+    members = [T.teacher_probabilities(chosen, m, decoded_store=False) for m in names]
+    assert np.abs(members[0] - members[1]).max() > 0.05  # two different models: the mean is not either one
+    np.testing.assert_allclose(probs, (members[0] + members[1]) / 2, atol=1e-5)
+    assert ident == "+".join(T._identity(m) for m in names)
+
+    r = subprocess.run(
+        [*AK, *map(str, train_args(out="z")), "--set", "teacher=[]"], cwd=faces, capture_output=True, text=True
+    )
+    assert r.returncode == 2 and "teacher" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (faces / "z").exists()

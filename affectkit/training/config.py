@@ -130,7 +130,13 @@ class TrainConfig(BaseModel):
     # losses
     expression_loss: Literal["ce", "soft_ce"] = "ce"  # soft_ce: FER+ vote distribution
     # distillation: a model's probabilities mixed into the training targets (see affectkit.training.teacher)
-    teacher: str | None = None  # a shipped model's name, an .onnx, a run folder or a .ckpt
+    # a shipped model's name, an .onnx, a run folder or a .ckpt; a list: an ensemble, its probabilities averaged
+    teacher: str | Annotated[list[str], Field(min_length=1)] | None = Field(
+        None,
+        json_schema_extra={
+            "allowed": "a model (shipped name, .onnx, run folder or .ckpt), or a list of them (an averaged ensemble)"
+        },
+    )
     teacher_weight: Probability = 0.5  # the teacher's share of each training target
     # balanced: inverse frequency, normalised; sqrt: inverse square root of the frequency (a milder lift)
     class_weights: Literal["none", "balanced", "sqrt"] = "none"

@@ -30,6 +30,7 @@ from affectkit.training.rundir import (
     make_run_dir,
     new_run_dir,
 )
+from affectkit.training.teacher import teachers
 
 __all__ = [
     "EPOCH_COLUMNS",
@@ -90,8 +91,8 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     cfg = resolve_config(cfg)
     if cfg.initial_checkpoint and not resume:  # fail before the data are read, not after
         resolve_checkpoint(cfg.initial_checkpoint)
-    if cfg.teacher:
-        resolve_checkpoint(cfg.teacher)
+    for teacher in teachers(cfg.teacher):
+        resolve_checkpoint(teacher)
     assert cfg.data is not None  # checked above; resolving keeps it
     run = new_run_dir(out, cfg, resume, create=False)
     primary = is_primary_process()
@@ -186,7 +187,8 @@ def _distil(cfg: TrainConfig, run: Path, records, split) -> None:
     )
     if is_primary_process():
         took = time.time() - t0
-        print(f"teacher {cfg.teacher}: {n} training targets mixed at weight {cfg.teacher_weight} ({took:.0f} s)")
+        named = " + ".join(teachers(cfg.teacher))
+        print(f"teacher {named}: {n} training targets mixed at weight {cfg.teacher_weight} ({took:.0f} s)")
 
 
 def _save_run_files(cfg: TrainConfig, run: Path, split) -> None:

@@ -4,9 +4,11 @@ With ``teacher: NAME_OR_PATH`` in a training config, every training face with an
 target ``(1 - teacher_weight) * own + teacher_weight * teacher``, where ``own`` is its vote distribution (FER+
 ``label_mode: distribution``) or its one-hot label, and ``teacher`` the teacher's probabilities for that face
 (offline knowledge distillation, Hinton et al. 2015, at temperature 1; a student of the teacher's own size
-trained this way is a "born-again" network, Furlanello et al. 2018). The teacher sees each face once, through
-its own preprocessing contract, before training starts; the probabilities are kept in the run folder
-(``teacher.npz``), so a resumed run does not recompute them. Validation and test labels are never changed.
+trained this way is a "born-again" network, Furlanello et al. 2018). ``teacher: [A, B, ...]`` is an ensemble:
+its members' probabilities are averaged, so one student learns what several models agree on. Each teacher sees
+each face once, through its own preprocessing contract, before training starts; the probabilities are kept in
+the run folder (``teacher.npz``), so a resumed run does not recompute them. Validation and test labels are
+never changed.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from affectkit.data.records import Sample
 from affectkit.io import atomic_write_with, resolve_checkpoint
 from affectkit.labels import NUM_EXPRESSIONS
 
-__all__ = ["TEACHER_FILE", "mix_teacher", "teacher_probabilities"]
+__all__ = ["TEACHER_FILE", "mix_teacher", "teacher_probabilities", "teachers"]
 
 TEACHER_FILE = "teacher.npz"
 
@@ -57,28 +59,38 @@ def teacher_probabilities(
     return out
 
 
+def teachers(teacher: str | Sequence[str] | None) -> list[str]:
+    """The config's ``teacher`` as a list: none, one model, or an ensemble's members."""
+    if not teacher:
+        return []
+    return [teacher] if isinstance(teacher, str) else list(teacher)
+
+
 def mix_teacher(
     samples: Sequence[Sample],
     keys: Sequence[str],
-    teacher: str,
+    teacher: str | Sequence[str],
     weight: float,
     cache: Path | None = None,
     decoded_store: bool = True,
 ) -> int:
-    """Mix ``teacher``'s probabilities into the targets of the samples whose key is in ``keys`` (in place).
+    """Mix ``teacher``'s probabilities (a list: its members' mean) into the targets of the samples whose key is
+    in ``keys`` (in place).
 
     Returns how many samples got a mixed target. ``cache``: where the probabilities are kept (and read back
-    when they were computed for the same teacher file and the same keys). ``decoded_store``: see
+    when they were computed for the same teacher files and the same keys). ``decoded_store``: see
     :func:`teacher_probabilities`.
     """
     wanted = set(keys)
     chosen = [s for s in samples if s.key in wanted and s.expression is not None]
     if not chosen:
         return 0
-    ident = _identity(teacher)
+    members = teachers(teacher)
+    ident = "+".join(_identity(t) for t in members)  # one teacher: its file's hash, as before ensembles
     probs = _cached(cache, ident, [s.key for s in chosen])
     if probs is None:
-        probs = teacher_probabilities(chosen, teacher, decoded_store=decoded_store)
+        # a face one member cannot read is NaN in the mean too: it keeps its own label
+        probs = np.mean([teacher_probabilities(chosen, t, decoded_store=decoded_store) for t in members], axis=0)
         if cache is not None:
             _save(cache, ident, [s.key for s in chosen], probs)
     mixed = 0
@@ -95,7 +107,7 @@ def mix_teacher(
 
 
 def _identity(teacher: str) -> str:
-    """The teacher file's SHA-256: cached probabilities are reused only for the very same weights."""
+    """A teacher file's SHA-256: cached probabilities are reused only for the very same weights."""
     from affectkit.pretrained import sha256
 
     return sha256(resolve_checkpoint(teacher))
