@@ -125,3 +125,12 @@ def test_an_ensemble_of_teachers_from_the_command_line(faces):
     assert r.returncode == 2 and "teacher" in r.stderr and "Traceback" not in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (faces / "z").exists()
+
+
+@pytest.mark.parametrize("bad", [3, 2.5, [1, 2], [], {"a": 1}, [["ferplus"]]])
+def test_a_teacher_is_a_name_or_a_list_of_names(bad):
+    from affectkit.training.config import ConfigError, TrainConfig
+
+    with pytest.raises(ConfigError, match=r"\(teacher\): use a model .* or a list of them"):
+        TrainConfig(teacher=bad)
+    assert TrainConfig(teacher=["ferplus", "runs/a"]).teacher == ["ferplus", "runs/a"]
