@@ -236,6 +236,7 @@ class Predictor:
 
     def info(self) -> dict[str, Any]:
         """What the model is and what it can predict (the web demo's ``/info``)."""
+        meta = getattr(self.backend, "meta", {})  # an exported file's metadata; none for an in-memory model
         return {
             "model": self.model_name,
             "summary": self.summary,
@@ -249,8 +250,8 @@ class Predictor:
             "preprocess": self.preprocess,
             "note": describe_heads(self.heads),
             # an int8 export says so, with its comparison to the float model (``export --quantize int8``)
-            "quantized": getattr(self.backend, "meta", {}).get("quantized"),
-            "int8_check": getattr(self.backend, "meta", {}).get("int8_check"),
+            "quantized": meta.get("quantized"),
+            "int8_check": meta.get("int8_check"),
         }
 
     # ---- prediction ---------------------------------------------------------------------------

@@ -76,6 +76,7 @@ def compare_int8(fp32_model: str | Path, int8_model: str | Path, x: np.ndarray, 
     a probability, the largest valence/arousal change (when those heads were trained), and both models'
     accuracy where ``labels`` (-1: unknown) are given. Run on ONNX Runtime, as the files will be."""
     from affectkit.inference.backends import _OnnxBackend
+    from affectkit.inference.predictor import softmax
 
     fp32, int8 = _OnnxBackend(fp32_model), _OnnxBackend(int8_model)
 
@@ -84,7 +85,7 @@ def compare_int8(fp32_model: str | Path, int8_model: str | Path, x: np.ndarray, 
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
     (lf, vf), (lq, vq) = run(fp32), run(int8)
-    pf, pq = _softmax(lf), _softmax(lq)
+    pf, pq = softmax(lf), softmax(lq)
     check: dict[str, Any] = {
         "n": len(x),
         "same_expression": round(float(np.mean(pf.argmax(1) == pq.argmax(1))), 4),
@@ -101,11 +102,6 @@ def compare_int8(fp32_model: str | Path, int8_model: str | Path, x: np.ndarray, 
         check["accuracy_fp32"] = round(float(np.mean(pf[known].argmax(1) == labels[known])), 4)
         check["accuracy_int8"] = round(float(np.mean(pq[known].argmax(1) == labels[known])), 4)
     return check
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    e = np.exp(logits - logits.max(1, keepdims=True))
-    return e / e.sum(1, keepdims=True)
 
 
 class _Batches:
