@@ -63,6 +63,7 @@ OLD_DEFAULTS = {
     "freeze_stages": 0,
     "grad_clip": 0.0,
     "early_stopping": 0,
+    "ema_decay": 0.0,
     "expression_loss": "ce",
     "teacher": None,
     "teacher_weight": 0.5,

@@ -48,12 +48,14 @@ def faces(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("resume") / "faces", 120, seed=1, size=32, workers=1)
 
 
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(faces, tmp_path):
+# with weight averaging, the averaged and the raw weights both resume
+@pytest.mark.parametrize("extra", [(), ("--set", "ema_decay=0.8")], ids=["plain", "ema"])
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(faces, tmp_path, extra):
     env = _env(tmp_path)
     full, crash = tmp_path / "full", tmp_path / "crash"
-    subprocess.run(_args(faces, full), env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(_args(faces, full, *extra), env=env, check=True, capture_output=True, timeout=300)
 
-    proc = subprocess.Popen(_args(faces, crash), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_args(faces, crash, *extra), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     last = crash / "checkpoints" / "last.ckpt"
     t0 = time.time()
     try:
@@ -78,7 +80,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(faces, tmp_path
 
         train(load_config(data=str(faces)), out=crash)
     # ... and continued with it
-    subprocess.run(_args(faces, crash, "--resume"), env=env, check=True, capture_output=True, timeout=300)
+    subprocess.run(_args(faces, crash, *extra, "--resume"), env=env, check=True, capture_output=True, timeout=300)
     a, b = _rows(full), _rows(crash)
     assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == [0, 1]
     for ra, rb in zip(a, b, strict=True):
@@ -88,9 +90,11 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(faces, tmp_path
     sa = json.loads((full / "train_summary.json").read_text())
     sb = json.loads((crash / "train_summary.json").read_text())
     assert sb["best_epoch"] == sa["best_epoch"] and sb["best_score"] == pytest.approx(sa["best_score"], abs=1e-6)
-    wa = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    wb = torch.load(crash / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
-    assert max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa) < 1e-5
+    ca = torch.load(full / "checkpoints" / "last.ckpt", weights_only=True)
+    cb = torch.load(crash / "checkpoints" / "last.ckpt", weights_only=True)
+    for key in ("state_dict", "current_model_state") if extra else ("state_dict",):
+        wa, wb = ca[key], cb[key]
+        assert max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa) < 1e-5, key
 
 
 def test_resume_refuses_crafted_pickle(faces, tmp_path, capsys):

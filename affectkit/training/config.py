@@ -127,6 +127,9 @@ class TrainConfig(BaseModel):
     freeze_stages: int = Field(0, ge=0)  # keep the first k backbone stages frozen throughout
     grad_clip: NonNegative = 0.0
     early_stopping: int = Field(0, ge=0)  # patience in epochs on the selection metric; 0 = off
+    # > 0: validation, checkpoints and so every exported model use an exponential moving average of the weights,
+    # updated after each optimiser step with this decay (0.999 averages over ~1,000 steps); 0 = off
+    ema_decay: float = Field(0.0, ge=0, lt=1)
     # losses
     expression_loss: Literal["ce", "soft_ce"] = "ce"  # soft_ce: FER+ vote distribution
     # distillation: a model's probabilities mixed into the training targets (see affectkit.training.teacher)

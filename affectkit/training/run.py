@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAveraging, ModelCheckpoint
 
 from affectkit.io import atomic_write, resolve_checkpoint
 from affectkit.training.callbacks import EPOCH_COLUMNS, AtomicCheckpointIO, EpochMetricsWriter
@@ -249,7 +249,8 @@ def _model(cfg: TrainConfig, dm, contract, sources):
 
 
 def _callbacks(cfg: TrainConfig, run: Path) -> list[Callback]:
-    """The best and last checkpoints (the best one first), the metrics files, early stopping if asked for."""
+    """The best and last checkpoints (the best one first), the metrics files, weight averaging and early stopping
+    if asked for."""
     ckpt_dir = run / "checkpoints"
     callbacks: list[Callback] = [
         ModelCheckpoint(
@@ -274,6 +275,8 @@ def _callbacks(cfg: TrainConfig, run: Path) -> list[Callback]:
                 enable_version_counter=False,
             )
         )
+    if cfg.ema_decay:
+        callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
     if cfg.early_stopping:
         callbacks.append(EarlyStopping(monitor=cfg.monitor, mode="max", patience=cfg.early_stopping))
     return callbacks
