@@ -145,3 +145,22 @@ def test_atomic_checkpoint_write_never_leaves_a_partial_file(tmp_path, monkeypat
     assert [p.name for p in path.parent.iterdir()] == ["last.ckpt"]  # no temp file left behind
     with pytest.raises(FileNotFoundError):
         io.load_checkpoint(tmp_path / "nope.ckpt")
+
+
+def test_last_checkpoint_is_the_last_epoch_when_it_is_not_the_best(faces, tmp_path, monkeypatch):
+    """After an epoch that is not a new best, last.ckpt is still that epoch's (--resume continues from it)."""
+    import itertools
+
+    import affectkit.metrics
+    from affectkit.training.config import load_config
+    from affectkit.training.run import train
+
+    worse = itertools.count()
+    monkeypatch.setattr(affectkit.metrics, "selection_score", lambda m: -float(next(worse)))  # every epoch worse
+    cfg = load_config(
+        data=str(faces), backbone="resnet18", weights="none", image_size=32, batch_size=8, epochs=3, progress=False
+    )
+    run = train(cfg, out=tmp_path / "run")
+    best, last = (torch.load(run / "checkpoints" / f, weights_only=True) for f in ("best.ckpt", "last.ckpt"))
+    assert best["epoch"] == 0
+    assert last["epoch"] == 2 and last["global_step"] == 3 * N_STEPS_PER_EPOCH

@@ -252,29 +252,28 @@ def _callbacks(cfg: TrainConfig, run: Path) -> list[Callback]:
     """The best and last checkpoints (the best one first), the metrics files, weight averaging and early stopping
     if asked for."""
     ckpt_dir = run / "checkpoints"
+
+    def last(**when) -> ModelCheckpoint:  # overwrites last.ckpt: no monitor, one file
+        return ModelCheckpoint(
+            dirpath=ckpt_dir, filename="last", save_top_k=1, monitor=None, enable_version_counter=False, **when
+        )
+
+    # last.ckpt has its own writer: `save_last` on the best checkpoint's writer only saves when a new best is saved,
+    # so after an epoch without improvement last.ckpt would be the best epoch's, and --resume would redo epochs
     callbacks: list[Callback] = [
         ModelCheckpoint(
             dirpath=ckpt_dir,
             filename="best",
             monitor=cfg.monitor,
             mode="max",
-            save_last=True,
             enable_version_counter=False,
             auto_insert_metric_name=False,
         ),
         EpochMetricsWriter(run),
+        last(every_n_epochs=1),
     ]
     if cfg.ckpt_every_n_steps:
-        callbacks.append(
-            ModelCheckpoint(
-                dirpath=ckpt_dir,
-                filename="last",
-                every_n_train_steps=cfg.ckpt_every_n_steps,
-                save_top_k=1,
-                monitor=None,
-                enable_version_counter=False,
-            )
-        )
+        callbacks.append(last(every_n_train_steps=cfg.ckpt_every_n_steps))
     if cfg.ema_decay:
         callbacks.append(EMAWeightAveraging(decay=cfg.ema_decay))
     if cfg.early_stopping:
