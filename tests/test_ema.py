@@ -30,4 +30,3 @@ def test_validation_checkpoints_and_evaluate_use_the_averaged_weights(synth_smal
     assert row["val_accuracy"] == pytest.approx(m["accuracy"], abs=1e-6)
     assert row["val_valence_ccc"] == pytest.approx(m["valence"]["ccc"], abs=1e-5)
     assert row["val_arousal_ccc"] == pytest.approx(m["arousal"]["ccc"], abs=1e-5)
-
