@@ -41,6 +41,16 @@ def _rows(run: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "time_s"} for r in rows]
 
 
+def _assert_same_rows(full: Path, run: Path) -> None:
+    """Both runs logged the same epochs with the same metrics."""
+    a, b = _rows(full), _rows(run)
+    assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == [0, 1]
+    for ra, rb in zip(a, b, strict=True):
+        assert ra.keys() == rb.keys()
+        for k in ra:
+            assert rb[k] == pytest.approx(ra[k], abs=1e-5, rel=1e-5), (ra["epoch"], k)
+
+
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory) -> Path:
     from affectkit.data.synth import generate
@@ -81,12 +91,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(faces, tmp_path
         train(load_config(data=str(faces)), out=crash)
     # ... and continued with it
     subprocess.run(_args(faces, crash, *extra, "--resume"), env=env, check=True, capture_output=True, timeout=300)
-    a, b = _rows(full), _rows(crash)
-    assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == [0, 1]
-    for ra, rb in zip(a, b, strict=True):
-        assert ra.keys() == rb.keys()
-        for k in ra:
-            assert rb[k] == pytest.approx(ra[k], abs=1e-5, rel=1e-5), (ra["epoch"], k)
+    _assert_same_rows(full, crash)
     sa = json.loads((full / "train_summary.json").read_text())
     sb = json.loads((crash / "train_summary.json").read_text())
     assert sb["best_epoch"] == sa["best_epoch"] and sb["best_score"] == pytest.approx(sa["best_score"], abs=1e-6)
@@ -95,6 +100,23 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(faces, tmp_path
     for key in ("state_dict", "current_model_state") if extra else ("state_dict",):
         wa, wb = ca[key], cb[key]
         assert max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa) < 1e-5, key
+    if not extra:
+        _killed_before_first_checkpoint_starts_again(faces, full, tmp_path / "unstarted", env)
+
+
+def _killed_before_first_checkpoint_starts_again(faces: Path, full: Path, run: Path, env: dict[str, str]) -> None:
+    """A run killed before its first checkpoint (e.g. in the teacher pass) leaves its config and split only:
+    plain ``train`` refuses the folder and says to pass --resume, which starts it again from the beginning."""
+    run.mkdir()
+    for name in ("config.yaml", "split.json"):
+        (run / name).write_bytes((full / name).read_bytes())
+    refused = subprocess.run(_args(faces, run), env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2
+    assert "stopped before its first checkpoint" in refused.stderr and "--resume" in refused.stderr
+    again = subprocess.run(_args(faces, run, "--resume"), env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "starting it from the beginning" in again.stdout
+    _assert_same_rows(full, run)
 
 
 def test_resume_refuses_crafted_pickle(faces, tmp_path, capsys):

@@ -26,6 +26,7 @@ from affectkit.training.rundir import (
     RUN_FILES,
     discard_unstarted_run,
     free_folder,
+    has_checkpoint,
     is_primary_process,
     make_run_dir,
     new_run_dir,
@@ -96,6 +97,10 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     assert cfg.data is not None  # checked above; resolving keeps it
     run = new_run_dir(out, cfg, resume, create=False)
     primary = is_primary_process()
+    if resume and not has_checkpoint(run):
+        resume = False  # killed before its first checkpoint: nothing to continue, so it starts again
+        if primary:
+            print(f"{run} has no checkpoint yet (it stopped before the first one): starting it from the beginning")
     read_kw: dict[str, Any] = dict(
         strict=cfg.strict,
         label_mode=cfg.label_mode,

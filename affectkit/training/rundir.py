@@ -53,13 +53,27 @@ def new_run_dir(out: str | Path | None, cfg: TrainConfig, resume: bool, create: 
         run = Path(out)
         _check_folder_path(run)
         if resume:
-            if not (run / "checkpoints" / "last.ckpt").is_file():
+            if not has_checkpoint(run) and not unstarted_run(run):
                 raise FileNotFoundError(f"{run}: nothing to resume (no checkpoints/last.ckpt)")
         elif run.exists() and any(run.iterdir()):
-            raise FileExistsError(f"{run} already holds a run; choose another --out, or pass --resume to continue it")
+            started = " that stopped before its first checkpoint" if unstarted_run(run) else ""
+            raise FileExistsError(
+                f"{run} already holds a run{started}; choose another --out, or pass --resume to continue it"
+            )
     if create:
         run.mkdir(parents=True, exist_ok=True)
     return run
+
+
+def has_checkpoint(run: Path) -> bool:
+    """True once the run saved a checkpoint to resume from."""
+    return (run / "checkpoints" / "last.ckpt").is_file()
+
+
+def unstarted_run(run: Path) -> bool:
+    """A run folder killed before its first checkpoint (e.g. during the teacher pass): its config is there, no
+    checkpoint. ``--resume`` starts it again from the beginning, as Lightning's ``ckpt_path="last"`` does."""
+    return (run / "config.yaml").is_file() and not has_checkpoint(run)
 
 
 def _check_folder_path(run: Path) -> None:
