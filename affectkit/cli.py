@@ -82,7 +82,10 @@ def cmd_train(a):
             over[flag] = True
     sets = parse_set(a.set)  # KEY=VALUE, values in YAML; a null value resets the option (e.g. weight_decay)
     over.update(sets)
-    cfg = load_config(a.config, **over)
+    config = a.config
+    if config is None and a.resume and a.out and (Path(a.out) / "config.yaml").is_file():
+        config = Path(a.out) / "config.yaml"  # --resume alone continues the run with its own options
+    cfg = load_config(config, **over)
     nulls = {k: None for k, v in sets.items() if v is None}
     if nulls:
         cfg = cfg.updated(**nulls)
@@ -234,7 +237,11 @@ def _add_train(sub) -> None:
         t.add_argument("--" + flag.replace("_", "-"), dest=flag, type=typ, default=None, help=hlp, **many)
     t.add_argument("--deterministic", action="store_true")
     t.add_argument("--numeric-classes", action="store_true", help=_NUMERIC_HELP)
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint, with its own options (its config.yaml)",
+    )
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config option, e.g. --set va_loss=ccc")
     t.set_defaults(fn=cmd_train)
 

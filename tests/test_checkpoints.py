@@ -111,6 +111,20 @@ def test_resume_refuses_another_weight_decay_grouping(trained):
     assert r.returncode == 2 and "resume with --set decay_norm_bias=true" in r.stderr, r.stderr
 
 
+def test_resume_refuses_other_options_and_names_them(trained):
+    """A run resumes with its own recipe: a changed option would mix two recipes in one run and overwrite its
+    config.yaml. Options of where it runs (progress, workers, devices, ...) may change."""
+    r = run(
+        *train_args("faces", "--resume", "--lr", "0.01", "--set", "aug_color=0.3", "--set", "progress=false"),
+        cwd=trained,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    err = r.stderr
+    assert "lr: 0.0001 in the run, 0.01 now" in err and "aug_color: 0.0 in the run, 0.3 now" in err, err
+    assert "progress" not in err and "affectkit train --out run --resume" in err, err
+
+
 def test_head_with_hidden_trunk_is_restored_from_its_checkpoint(tmp_path):
     from affectkit.models import create_model
     from affectkit.training.checkpoint import load_model, save_model_checkpoint

@@ -89,8 +89,9 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(faces, tmp_path
         from affectkit.training.run import train
 
         train(load_config(data=str(faces)), out=crash)
-    # ... and continued with it
-    subprocess.run(_args(faces, crash, *extra, "--resume"), env=env, check=True, capture_output=True, timeout=300)
+    # ... and continued with it: the whole command again plus --resume, or --out and --resume alone (its own options)
+    again = _args(faces, crash, *extra, "--resume") if not extra else [*AK, "train", "--out", str(crash), "--resume"]
+    subprocess.run(again, env=env, check=True, capture_output=True, timeout=300)
     _assert_same_rows(full, crash)
     sa = json.loads((full / "train_summary.json").read_text())
     sb = json.loads((crash / "train_summary.json").read_text())

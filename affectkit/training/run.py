@@ -101,6 +101,8 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
         resume = False  # killed before its first checkpoint: nothing to continue, so it starts again
         if primary:
             print(f"{run} has no checkpoint yet (it stopped before the first one): starting it from the beginning")
+    if resume:  # before the data are read: a run resumes only with its own recipe
+        check_resumable(run / "checkpoints" / "last.ckpt", cfg.backbone, cfg.decay_norm_bias, cfg.to_dict())
     read_kw: dict[str, Any] = dict(
         strict=cfg.strict,
         label_mode=cfg.label_mode,
@@ -171,8 +173,6 @@ def _fit(cfg: TrainConfig, run: Path, records, split, resume: bool, primary: boo
             stale.unlink(missing_ok=True)
     callbacks = _callbacks(cfg, run)
     trainer = _trainer(cfg, run, callbacks)
-    if resume:
-        check_resumable(ckpt_dir / "last.ckpt", cfg.backbone, cfg.decay_norm_bias)
     t0 = time.time()
     with warnings.catch_warnings():
         quiet_lightning()
