@@ -63,12 +63,17 @@ def test_end_to_end_cli(synth_small, tmp_path, capsys):
     assert (tmp_path / "cmp" / "comparison.csv").is_file()
 
 
-def test_refuses_to_overwrite_and_resume_needs_checkpoint(synth_small, tmp_path):
+def test_refuses_to_overwrite_and_resume_needs_checkpoint(synth_small, tmp_path, capsys):
     run = tmp_path / "taken"
     run.mkdir()
     (run / "something").write_text("x")
     assert main(["train", "--data", str(synth_small), *TINY, "--epochs", "1", "--out", str(run)]) == 2
+    assert "already holds a run" in capsys.readouterr().err
     assert main(["train", "--data", str(synth_small), *TINY, "--resume", "--out", str(tmp_path / "new")]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    # --out RUN --resume alone (no --data): the missing run is what is wrong, not the missing data
+    assert main(["train", "--resume", "--out", str(tmp_path / "new")]) == 2
+    assert "new: nothing to resume" in capsys.readouterr().err
 
 
 def test_model_learns_far_above_chance(tmp_path):

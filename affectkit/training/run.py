@@ -87,6 +87,7 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     from affectkit.data.splits import load_split, make_split
 
     quiet_lightning()
+    run = new_run_dir(out, cfg, resume, create=False)  # first: --resume of a folder holding no run says so
     if not cfg.data:
         raise ConfigError("no data given (data): pass --data PATH or set data: in the config")
     cfg = resolve_config(cfg)
@@ -95,7 +96,6 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     for teacher in teachers(cfg.teacher):
         resolve_checkpoint(teacher)
     assert cfg.data is not None  # checked above; resolving keeps it
-    run = new_run_dir(out, cfg, resume, create=False)
     primary = is_primary_process()
     if resume and not has_checkpoint(run):
         resume = False  # killed before its first checkpoint: nothing to continue, so it starts again
