@@ -164,9 +164,12 @@ def test_initial_checkpoint_starts_a_new_run_from_a_trained_model(trained):
     assert before.keys() == after.keys()
     for k in before:
         torch.testing.assert_close(after[k], before[k], atol=1e-6, rtol=0, msg=k)
-    # the comparison could fail: a run from another seed's initialisation ends elsewhere
-    ak(*train_args(out="other", epochs=1), "--set", "seed=5", cwd=trained)
-    assert any(not torch.allclose(before[k], v) for k, v in _params(trained / "other").items())
+    # the comparison could fail: the run's own starting point (seed 0's initialisation) is elsewhere
+    from affectkit.models import create_model
+
+    torch.manual_seed(0)
+    fresh = dict(create_model("resnet18", weights="none").named_parameters())
+    assert any(not torch.allclose(before[k], fresh[k], atol=1e-6, rtol=0) for k in before)
 
     r = run(*train_args(out="x", epochs=1), "--set", "initial_checkpoint=nowhere", cwd=trained)
     assert r.returncode == 2 and "nowhere" in r.stderr and "Traceback" not in r.stderr, r.stderr
@@ -203,7 +206,6 @@ def test_stop_after_epochs_ends_early_on_the_longer_schedule(trained):
     sched = ("--set", "schedule=cosine", "--set", "warmup_epochs=0", "--lr", 0.01)
     ak(*train_args(out="full", epochs=4), *sched, cwd=trained)
     ak(*train_args(out="part", epochs=4), *sched, "--set", "stop_after_epochs=2", cwd=trained)
-    ak(*train_args(out="short", epochs=2), *sched, cwd=trained)
 
     def lrs(name):
         return [row["lr"] for row in json.loads((trained / name / "metrics.json").read_text())]
@@ -211,4 +213,5 @@ def test_stop_after_epochs_ends_early_on_the_longer_schedule(trained):
     assert len(lrs("full")) == 4 and len(lrs("part")) == 2
     assert json.loads((trained / "part" / "train_summary.json").read_text())["epochs_run"] == 2
     assert lrs("part") == pytest.approx(lrs("full")[:2])
-    assert lrs("part")[1] > 10 * lrs("short")[1]  # the 2-epoch schedule is near zero by then
+    # a 2-epoch cosine ends its second epoch near zero; the 4-epoch one is about half-way down (0.005)
+    assert lrs("part")[1] > 0.2 * 0.01
