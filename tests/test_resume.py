@@ -60,7 +60,7 @@ def faces(tmp_path_factory) -> Path:
 
 # with weight averaging, the averaged and the raw weights both resume
 @pytest.mark.parametrize("extra", [(), ("--set", "ema_decay=0.8")], ids=["plain", "ema"])
-def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(faces, tmp_path, extra):
+def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(faces, tmp_path, extra, capsys):
     env = _env(tmp_path)
     full, crash = tmp_path / "full", tmp_path / "crash"
     subprocess.run(_args(faces, full, *extra), env=env, check=True, capture_output=True, timeout=300)
@@ -102,10 +102,12 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(faces, tmp_path
         wa, wb = ca[key], cb[key]
         assert max((wa[k].float() - wb[k].float()).abs().max().item() for k in wa) < 1e-5, key
     if not extra:
-        _killed_before_first_checkpoint_starts_again(faces, full, tmp_path / "unstarted", env)
+        _killed_before_first_checkpoint_starts_again(faces, full, tmp_path / "unstarted", env, capsys)
 
 
-def _killed_before_first_checkpoint_starts_again(faces: Path, full: Path, run: Path, env: dict[str, str]) -> None:
+def _killed_before_first_checkpoint_starts_again(
+    faces: Path, full: Path, run: Path, env: dict[str, str], capsys
+) -> None:
     """A run killed before its first checkpoint (e.g. in the teacher pass) leaves its config and split only:
     plain ``train`` refuses the folder and says to pass --resume, which starts it again from the beginning."""
     run.mkdir()
@@ -114,6 +116,9 @@ def _killed_before_first_checkpoint_starts_again(faces: Path, full: Path, run: P
     refused = subprocess.run(_args(faces, run), env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2
     assert "stopped before its first checkpoint" in refused.stderr and "--resume" in refused.stderr
+    # its split.json was made with its options: starting it again with others is refused like any resume
+    other = main([str(a) for a in _args(faces, run, "--resume", "--lr", "0.01")[len(AK) :]])
+    assert other == 2 and "lr: 0.002 in the run, 0.01 now" in capsys.readouterr().err
     again = subprocess.run(_args(faces, run, "--resume"), env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert "starting it from the beginning" in again.stdout

@@ -157,16 +157,20 @@ def check_resumable(
             f"{path}: this run was trained with decay_norm_bias={flag}: resume with "
             f"--set decay_norm_bias={flag} (its optimiser state has that parameter grouping)"
         )
-    saved = ckpt[META_KEY].get("config") or {}
+    check_same_options(ckpt[META_KEY].get("config") or {}, config or {}, path, Path(path).parent.parent)
+
+
+def check_same_options(saved: dict[str, Any], config: dict[str, Any], where: str | Path, run: Path) -> None:
+    """Refuse to continue the run in ``run`` with options (``config``) other than its ``saved`` ones, except those
+    in `RESUME_MAY_CHANGE`; options the saved config predates are not compared."""
     changed = [
         f"{k}: {saved[k]!r} in the run, {v!r} now"
-        for k, v in (config or {}).items()
+        for k, v in config.items()
         if k in saved and k not in RESUME_MAY_CHANGE and not _same_option(k, saved[k], v)
     ]
     if changed:
-        run = Path(path).parent.parent
         raise ValueError(
-            f"{path}: the run was trained with other options ({'; '.join(changed)}): resume it with its own, "
+            f"{where}: the run has other options ({'; '.join(changed)}): resume it with its own, "
             f"affectkit train --out {run} --resume (or start a new run in another --out)"
         )
 

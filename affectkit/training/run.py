@@ -19,8 +19,8 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAverag
 
 from affectkit.io import atomic_write, resolve_checkpoint
 from affectkit.training.callbacks import EPOCH_COLUMNS, AtomicCheckpointIO, EpochMetricsWriter
-from affectkit.training.checkpoint import check_resumable, load_initial_weights
-from affectkit.training.config import ConfigError, TrainConfig, save_config
+from affectkit.training.checkpoint import check_resumable, check_same_options, load_initial_weights
+from affectkit.training.config import ConfigError, TrainConfig, load_config, save_config
 from affectkit.training.rundir import (
     RUN_DIR_ENV,
     RUN_FILES,
@@ -98,7 +98,10 @@ def train(cfg: TrainConfig, out: str | Path | None = None, resume: bool = False)
     assert cfg.data is not None  # checked above; resolving keeps it
     primary = is_primary_process()
     if resume and not has_checkpoint(run):
-        resume = False  # killed before its first checkpoint: nothing to continue, so it starts again
+        # killed before its first checkpoint: nothing to continue, so it starts again (with its own options, as
+        # its split.json was made with them)
+        check_same_options(load_config(run / "config.yaml").to_dict(), cfg.to_dict(), run / "config.yaml", run)
+        resume = False
         if primary:
             print(f"{run} has no checkpoint yet (it stopped before the first one): starting it from the beginning")
     if resume:  # before the data are read: a run resumes only with its own recipe
