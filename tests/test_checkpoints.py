@@ -215,3 +215,6 @@ def test_stop_after_epochs_ends_early_on_the_longer_schedule(trained):
     assert lrs("part") == pytest.approx(lrs("full")[:2])
     # a 2-epoch cosine ends its second epoch near zero; the 4-epoch one is about half-way down (0.005)
     assert lrs("part")[1] > 0.2 * 0.01
+    # the rest of the schedule: resumed without the stop, the run ends as the full one did
+    ak("train", "--out", "part", "--resume", "--set", "stop_after_epochs=null", cwd=trained)
+    assert lrs("part") == pytest.approx(lrs("full"))

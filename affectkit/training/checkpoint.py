@@ -121,11 +121,11 @@ def load_initial_weights(model: torch.nn.Module, path: str | Path, backbone: str
 
 
 # Where and how a run is computed, not what it learns: these may change when a run is resumed (another machine,
-# more loader workers, progress bars off). Every other option must be the run's own.
+# more loader workers, progress bars off, the next part of its schedule). Every other option must be the run's own.
 RESUME_MAY_CHANGE = frozenset(
     {
         "name", "cache", "decode_device", "strict", "precision", "num_workers", "accelerator", "devices",
-        "num_nodes", "strategy", "ckpt_every_n_steps", "progress",
+        "num_nodes", "strategy", "ckpt_every_n_steps", "progress", "stop_after_epochs",
     }
 )  # fmt: skip
 
