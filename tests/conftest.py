@@ -16,6 +16,13 @@ if os.environ.get("CI"):
 
 FERPLUS_ENV = "AFFECTKIT_FERPLUS"
 
+# Under pytest-xdist each worker (and every command it starts) gets its share of the cores: two workers with two
+# threads each on two cores ran compute-heavy tests 3x slower than alone.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    _share = _cores // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, _share)))
+
 
 @pytest.fixture(scope="session")
 def ferplus_root() -> Path:
