@@ -9,6 +9,7 @@ import torch
 
 # also importable from here, their former home
 from affectkit.io import atomic_torch_save, resolve_checkpoint
+from affectkit.training.rundir import check_same_options
 
 # Extra block every affectkit checkpoint carries, so inference needs no training config machinery.
 META_KEY = "affectkit"
@@ -120,23 +121,13 @@ def load_initial_weights(model: torch.nn.Module, path: str | Path, backbone: str
     return resolve_checkpoint(path)
 
 
-# Where and how a run is computed, not what it learns: these may change when a run is resumed (another machine,
-# more loader workers, progress bars off, the next part of its schedule). Every other option must be the run's own.
-RESUME_MAY_CHANGE = frozenset(
-    {
-        "name", "cache", "decode_device", "strict", "precision", "num_workers", "accelerator", "devices",
-        "num_nodes", "strategy", "ckpt_every_n_steps", "progress", "stop_after_epochs",
-    }
-)  # fmt: skip
-
-
 def check_resumable(
     path: str | Path, backbone: str, decay_norm_bias: bool | None = None, config: dict[str, Any] | None = None
 ) -> None:
     """Refuse, with a clear message, to resume from a file that is not a full training checkpoint of this
     backbone (a minimal inference checkpoint, another backbone's run), or whose optimiser has other parameter
     groups (``decay_norm_bias`` differs; runs from before that option decayed everything), or, given the
-    resuming run's resolved ``config``, whose run was trained with other options (outside `RESUME_MAY_CHANGE`):
+    resuming run's resolved ``config``, whose run was trained with other options (`check_same_options`):
     a resumed run would silently mix two recipes and overwrite the run's config.yaml with the second."""
     ckpt = read_checkpoint(path)
     if "pytorch-lightning_version" not in ckpt or "loops" not in ckpt:
@@ -158,27 +149,6 @@ def check_resumable(
             f"--set decay_norm_bias={flag} (its optimiser state has that parameter grouping)"
         )
     check_same_options(ckpt[META_KEY].get("config") or {}, config or {}, path, Path(path).parent.parent)
-
-
-def check_same_options(saved: dict[str, Any], config: dict[str, Any], where: str | Path, run: Path) -> None:
-    """Refuse to continue the run in ``run`` with options (``config``) other than its ``saved`` ones, except those
-    in `RESUME_MAY_CHANGE`; options the saved config predates are not compared."""
-    changed = [
-        f"{k}: {saved[k]!r} in the run, {v!r} now"
-        for k, v in config.items()
-        if k in saved and k not in RESUME_MAY_CHANGE and not _same_option(k, saved[k], v)
-    ]
-    if changed:
-        raise ValueError(
-            f"{where}: the run has other options ({'; '.join(changed)}): resume it with its own, "
-            f"affectkit train --out {run} --resume (or start a new run in another --out)"
-        )
-
-
-def _same_option(key: str, saved: Any, now: Any) -> bool:
-    if key == "data" and isinstance(saved, str) and isinstance(now, str):  # one folder, however it is spelled
-        return Path(saved).resolve() == Path(now).resolve()
-    return bool(saved == now)
 
 
 def save_model_checkpoint(

@@ -19,11 +19,12 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, EMAWeightAverag
 
 from affectkit.io import atomic_write, resolve_checkpoint
 from affectkit.training.callbacks import EPOCH_COLUMNS, AtomicCheckpointIO, EpochMetricsWriter
-from affectkit.training.checkpoint import check_resumable, check_same_options, load_initial_weights
+from affectkit.training.checkpoint import check_resumable, load_initial_weights
 from affectkit.training.config import ConfigError, TrainConfig, load_config, save_config
 from affectkit.training.rundir import (
     RUN_DIR_ENV,
     RUN_FILES,
+    check_same_options,
     discard_unstarted_run,
     free_folder,
     has_checkpoint,

@@ -1,12 +1,24 @@
-"""The run folder: where a run goes, never over another, and how a run that never started is undone."""
+"""The run folder: where a run goes, never over another, with which options it resumes, and how a run that never
+started is undone."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from pathlib import Path
+from typing import Any
 
 from affectkit.training.config import TrainConfig
+
+# Where and how a run is computed, not what it learns: these may change when a run is resumed (another machine,
+# more loader workers, progress bars off, the next part of its schedule). Every other option must be the run's own.
+RESUME_MAY_CHANGE = frozenset(
+    {
+        "name", "cache", "decode_device", "strict", "precision", "num_workers", "accelerator", "devices",
+        "num_nodes", "strategy", "ckpt_every_n_steps", "progress", "stop_after_epochs",
+    }
+)  # fmt: skip
+
 
 # Set by the primary process so the ranks Lightning launches later find the same run folder.
 RUN_DIR_ENV = "AFFECTKIT_RUN_DIR"
@@ -76,6 +88,27 @@ def unstarted_run(run: Path) -> bool:
     return (run / "config.yaml").is_file() and not has_checkpoint(run)
 
 
+def check_same_options(saved: dict[str, Any], config: dict[str, Any], where: str | Path, run: Path) -> None:
+    """Refuse to continue the run in ``run`` with options (``config``) other than its ``saved`` ones, except those
+    in `RESUME_MAY_CHANGE`; options the saved config predates are not compared."""
+    changed = [
+        f"{k}: {saved[k]!r} in the run, {v!r} now"
+        for k, v in config.items()
+        if k in saved and k not in RESUME_MAY_CHANGE and not _same_option(k, saved[k], v)
+    ]
+    if changed:
+        raise ValueError(
+            f"{where}: the run has other options ({'; '.join(changed)}): resume it with its own, "
+            f"affectkit train --out {run} --resume (or start a new run in another --out)"
+        )
+
+
+def _same_option(key: str, saved: Any, now: Any) -> bool:
+    if key == "data" and isinstance(saved, str) and isinstance(now, str):  # one folder, however it is spelled
+        return Path(saved).resolve() == Path(now).resolve()
+    return bool(saved == now)
+
+
 def _check_folder_path(run: Path) -> None:
     """A file where the run folder (or a folder above it) should be is a user error, not a traceback."""
     for p in (run, *run.parents):
@@ -106,7 +139,7 @@ def discard_unstarted_run(run: Path, created: list[Path]) -> None:
     is kept for ``--resume``.
     """
     ckpt = run / "checkpoints"
-    if (ckpt / "last.ckpt").is_file() or (ckpt / "best.ckpt").is_file():
+    if has_checkpoint(run) or (ckpt / "best.ckpt").is_file():
         return
     for name in RUN_FILES:
         (run / name).unlink(missing_ok=True)
