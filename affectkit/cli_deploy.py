@@ -35,6 +35,10 @@ def cmd_predict(a):
     if not a.out:
         for r in rows:
             print(json.dumps(r, default=str))
+    if rows and all(r["status"].startswith("error") for r in rows):
+        # the rows are written all the same; a script must still be able to tell that nothing was predicted
+        where = f"; their error rows are in {a.out}" if a.out else ""
+        raise ValueError(f"no input could be read ({len(rows)} tried, see the warnings above){where}")
 
 
 def cmd_export(a):

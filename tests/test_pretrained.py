@@ -170,6 +170,22 @@ def test_predict_without_a_model_uses_the_shipped_one(tmp_path, face_png, shippe
     assert json.loads((tmp_path / "m.json").read_text()) == json.loads((tmp_path / "n.json").read_text()) == [row]
 
 
+def test_predict_fails_only_when_no_input_could_be_read(tmp_path, face_png):
+    (tmp_path / "bad.jpg").write_text("not an image")
+    args = [*AK, "predict", "missing.jpg", "bad.jpg", "--no-detect", "--out", "r.csv"]
+    res = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "warning: missing.jpg: no such file or folder" in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == (
+        "error: no input could be read (2 tried, see the warnings above); their error rows are in r.csv"
+    )
+    assert len((tmp_path / "r.csv").read_text().splitlines()) == 3  # header + the two error rows
+    # one readable face among them: the run succeeds and reports the others
+    res = ak("predict", "missing.jpg", face_png, "--no-detect", cwd=tmp_path)
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["status"] for r in rows] == ["error: no such file or folder", "ok"]
+
+
 def test_export_the_shipped_model_and_predict_with_the_onnx(tmp_path, face_png, default_row):
     ak("export", pretrained.DEFAULT, "--out", "f.onnx", cwd=tmp_path)
     ak("predict", "f.onnx", face_png, "--no-detect", "--out", "o.json", cwd=tmp_path)
