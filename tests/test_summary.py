@@ -25,6 +25,7 @@ KEYS = {
     "image_size",
     "groups",
     "splits",
+    "problems",
 }
 
 
@@ -66,8 +67,22 @@ def test_summary_counts_and_bad_images(manifest_root: Path) -> None:
     json.dumps(summary)  # JSON-ready
     text = format_summary(summary)
     assert "Neutral" in text and "bad image: empty file" in text and "9 found, 6 usable" in text
+    # every bad file is named with its reason, not only counted
+    assert sorted(Path(f).name for f, _ in summary["problems"]) == ["bad.png", "junk.png"]
+    assert "Bad files (2)" in text and any(
+        line.strip().startswith(str(manifest_root / "junk.png")) for line in text.splitlines()
+    )
     with pytest.raises(ImageError):
         summarize(records, strict=True)
+
+
+def test_data_summary_command_names_each_bad_file(manifest_root: Path) -> None:
+    from clitools import ak
+
+    text = ak("data", "summary", manifest_root, cwd=manifest_root).stdout
+    assert "Bad files (2)" in text and "junk.png: not an image" in text
+    summary = json.loads(ak("data", "summary", manifest_root, "--json", cwd=manifest_root).stdout)
+    assert sorted(Path(f).name for f, _ in summary["problems"]) == ["bad.png", "junk.png"]
 
 
 def test_summary_without_scan_keeps_bad_files(manifest_root: Path) -> None:

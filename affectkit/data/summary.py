@@ -18,6 +18,7 @@ from affectkit.labels import EXPRESSIONS
 
 SIZE_SAMPLE = 500
 VA_BINS = 20
+MAX_LISTED = 50  # bad files named in the text summary; --json names them all
 
 
 def _va_stats(values: list[float]) -> dict | None:
@@ -70,14 +71,17 @@ def summarize(records: Records, scan: bool = True, strict: bool = False) -> dict
     expression names), valence, arousal (``{n, min, max, mean, std, histogram: {edges, counts}}`` or None),
     excluded (reason -> count), image_size (min/median/max width and height of up to 500 images spread
     evenly over the dataset), splits (split name -> usable count, or None when the dataset defines none),
-    groups (``{kind, n, largest}``: what a group is, how many, the most images in one; None without groups).
+    groups (``{kind, n, largest}``: what a group is, how many, the most images in one; None without groups),
+    problems (``[file, reason]`` for every bad file met: the reader's, then the scan's).
     """
     samples = list(records.samples)
     excluded = Counter(records.excluded)
+    problems = list(getattr(records, "problems", []))
     if scan:
-        samples, problems = scan_images(samples, strict=strict)
-        for _, reason in problems:
+        samples, bad = scan_images(samples, strict=strict)
+        for _, reason in bad:
             excluded[f"bad image: {reason.split(':', 1)[0]}"] += 1
+        problems += bad
     n_found = getattr(records, "n_found", None)
     if n_found is None:
         n_found = len(records.samples)
@@ -95,6 +99,7 @@ def summarize(records: Records, scan: bool = True, strict: bool = False) -> dict
         "image_size": _image_sizes(samples),
         "splits": {k: splits[k] for k in ("train", "val", "test") if k in splits} or None,
         "groups": _groups(samples, getattr(records, "group_kind", None)),
+        "problems": [[str(file), reason] for file, reason in problems],
     }
 
 
@@ -142,4 +147,10 @@ def format_summary(summary: dict) -> str:
     if summary.get("excluded"):
         lines += ["", f"{'Excluded':<40}{'count':>8}"]
         lines += [f"{reason:<40}{count:>8}" for reason, count in summary["excluded"].items()]
+    problems = summary.get("problems") or []
+    if problems:
+        lines += ["", f"Bad files ({len(problems)})"]
+        lines += [f"  {file}: {reason}" for file, reason in problems[:MAX_LISTED]]
+        if len(problems) > MAX_LISTED:
+            lines.append(f"  ... {len(problems) - MAX_LISTED} more (--json lists every one)")
     return "\n".join(lines)
