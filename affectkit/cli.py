@@ -77,7 +77,7 @@ def cmd_train(a):
     over["devices"] = _devices(over["devices"])
     if over["data"] is not None and len(over["data"]) == 1:
         over["data"] = over["data"][0]  # one --data: the single-dataset run, as always
-    for flag in ("deterministic", "numeric_classes"):
+    for flag in ("deterministic", "numeric_classes", "strict"):
         if getattr(a, flag):
             over[flag] = True
     sets = parse_set(a.set)  # KEY=VALUE, values in YAML; a null value resets the option (e.g. weight_decay)
@@ -237,6 +237,7 @@ def _add_train(sub) -> None:
         t.add_argument("--" + flag.replace("_", "-"), dest=flag, type=typ, default=None, help=hlp, **many)
     t.add_argument("--deterministic", action="store_true")
     t.add_argument("--numeric-classes", action="store_true", help=_NUMERIC_HELP)
+    t.add_argument("--strict", action="store_true", help="a bad image or annotation file is an error, not skipped")
     t.add_argument(
         "--resume",
         action="store_true",
@@ -248,7 +249,7 @@ def _add_train(sub) -> None:
 
 def _add_evaluate(sub) -> None:
     e = sub.add_parser("evaluate", help="every metric of a checkpoint on a split")
-    e.add_argument("run", help="run folder or .ckpt file")
+    e.add_argument("run", help="run folder, .ckpt file or shipped model name (affectkit models)")
     e.add_argument("--data", default=None)
     e.add_argument("--format", default=None)
     e.add_argument("--numeric-classes", action="store_true", help=_NUMERIC_HELP)

@@ -44,8 +44,6 @@ def cmd_predict(a):
 def cmd_export(a):
     from affectkit.inference import export_onnx
 
-    if a.format != "onnx":
-        raise SystemExit(f"unsupported export format {a.format!r}: only onnx")
     out = export_onnx(
         a.checkpoint,
         a.out,
@@ -143,8 +141,8 @@ def _add_predict(sub) -> None:
 
 def _add_export(sub) -> None:
     x = sub.add_parser("export", help="export a checkpoint for portable inference")
-    x.add_argument("checkpoint", help=_MODEL_HELP)
-    x.add_argument("--format", default="onnx")
+    x.add_argument("checkpoint", help=".ckpt, run folder or shipped model name (affectkit models)")
+    x.add_argument("--format", default="onnx", choices=["onnx"], help="onnx (the only format)")
     x.add_argument("--out", default="model.onnx")
     x.add_argument("--opset", type=int, default=17)
     x.add_argument(

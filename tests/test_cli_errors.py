@@ -197,6 +197,26 @@ def test_manifest_with_conflicting_duplicates_strict(work):
     assert_user_error(r, "m.csv", "lines 2, 3")
 
 
+def test_export_to_an_unknown_format_is_a_usage_error(work):
+    r = affectkit("export", "ferplus", "--format", "tflite", "--out", "m.tflite", cwd=work)
+    assert_user_error(r, "--format", "tflite", "onnx")
+    assert list(work.iterdir()) == []
+
+
+def test_train_strict_stops_at_a_bad_image_before_the_run_folder(work):
+    from PIL import Image
+
+    for i in range(4):
+        Image.new("RGB", (16, 16), (60 * i, 0, 0)).save(work / f"{i}.jpg")
+    (work / "junk.jpg").write_text("not an image")
+    rows = "".join(f"{i}.jpg,{i % 2}\n" for i in range(4)) + "junk.jpg,1\n"
+    (work / "m.csv").write_text("path,expression\n" + rows)
+    r = affectkit("train", "--data", "m.csv", *tiny(), "--out", "run", "--strict", cwd=work)
+    assert_user_error(r, "junk.jpg", shaped=False)
+    assert "junk.jpg: not an image" in r.stderr and "junk.jpg: " + str(work) not in r.stderr  # named once
+    assert not (work / "run").exists()
+
+
 def test_debug_flag_and_env_show_the_traceback(faces, work):
     for extra, env in (([], {"AFFECTKIT_DEBUG": "1"}), (["--debug"], {})):
         r = affectkit(*extra, "train", "--data", str(faces), "--epochs", "-1", "--out", "run", cwd=work, **env)

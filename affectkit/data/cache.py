@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from affectkit.data.images import problem_text
 from affectkit.data.records import Sample
 from affectkit.preprocess import Preprocess
 
@@ -65,7 +66,7 @@ def _decode_chunk(args):
         try:
             arr[start + j] = decode_resized(s, preprocess)
         except Exception as e:  # one bad file never stops the build: it is marked and reported
-            bad.append((start + j, f"{s.image}: {e}"))
+            bad.append((start + j, problem_text(s.image, e)))
     arr.flush()
     del arr
     return bad
@@ -165,7 +166,10 @@ def _build_into(
             it = [_decode_chunk(j) for j in _progress(jobs, len(jobs), progress, f"caching {n} images at {size}px")]
         bad = [b for part in it for b in part]
     if bad and strict:
-        raise ValueError(f"{len(bad)} image(s) could not be decoded, first: {bad[0][1]}")
+        raise ValueError(
+            f"{len(bad)} image(s) could not be decoded, first: {bad[0][1]}: fix or remove them "
+            "(without strict they are skipped with a warning)"
+        )
     ok = np.ones(n, dtype=bool)
     ok[[i for i, _ in bad]] = False
     meta = {
@@ -182,7 +186,10 @@ def warn_problems(store: ImageStore, strict: bool = False, warn: bool = True) ->
     """Name the files a store left out, every time it is used (a cached store skips them silently otherwise)."""
     bad = store.problems
     if bad and strict:
-        raise ValueError(f"{len(bad)} image(s) could not be decoded, first: {bad[0][1]}")
+        raise ValueError(
+            f"{len(bad)} image(s) could not be decoded, first: {bad[0][1]}: fix or remove them "
+            "(without strict they are skipped with a warning)"
+        )
     if not warn:
         return
     for _, msg in bad[:20]:

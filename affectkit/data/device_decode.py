@@ -108,6 +108,7 @@ def fill_store_on_device(
     """Write every sample into the store array at ``path`` (pixels per ``preprocess``, a Preprocess); returns
     (index, message) for unreadable images."""
     from affectkit.data.cache import _progress, decode_resized
+    from affectkit.data.images import problem_text
 
     size = preprocess.input_size
     dev = check_device(device)
@@ -127,7 +128,7 @@ def fill_store_on_device(
                     preprocess.finish(results[i]) if results[i] is not None else decode_resized(s, preprocess)
                 )
             except Exception as e:  # one bad file never stops the build: it is marked and reported
-                bad.append((start + i, f"{s.image}: {e}"))
+                bad.append((start + i, problem_text(s.image, e)))
     arr.flush()
     del arr
     return bad

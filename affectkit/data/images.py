@@ -43,6 +43,11 @@ class ImageError(ValueError):
         super().__init__(f"{path}: {reason}")
 
 
+def problem_text(image: object, e: Exception) -> str:
+    """``"<file>: <reason>"`` for a file that failed to decode (an ``ImageError`` names its file already)."""
+    return str(e) if isinstance(e, ImageError) and e.path == str(image) else f"{image}: {e}"
+
+
 def _to_rgb_array(im: Image.Image) -> np.ndarray:
     mode = im.mode
     if mode == "RGB":
