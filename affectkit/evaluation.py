@@ -119,7 +119,7 @@ def evaluate(
     checkpoint, as ``predict`` does, and the model computes in ``precision`` ("fp32", the default of ``predict``
     too, or "bf16"). Writes ``<run>/eval/<split>_metrics.json`` (or ``out``), ``<split>_predictions.npz`` (for the
     report) and ``<split>_predictions.csv`` (one row per image: path, label, predicted expression, probabilities,
-    valence, arousal — the columns of ``predict``). Returns the metrics dict: classification keys at top level,
+    valence, arousal: ``predict``'s columns for them). Returns the metrics dict: classification keys at top level,
     ``valence`` and ``arousal`` objects (None for heads the model was not trained for), ``n``, ``heads`` and
     ``warnings`` (collapse checks). ``numeric_classes`` is ``read_dataset``'s (default: the run's, on its data).
 
