@@ -240,7 +240,10 @@ def test_ship_model_turns_a_run_into_a_shipped_model(tmp_path, ferplus_root):
     and index entry land in ``--dest``; the index holds the file's hash and the card's metrics, the card names the
     run's backbone and version, and the file predicts expression only."""
     root = link_ferplus(ferplus_root, tmp_path / "mini", {"FER2013Train": 64, "FER2013Valid": 32})
-    ak(*train_args(root, "--set", "freeze_epochs=0", config=FERPLUS_CONFIG, image_size=48), cwd=tmp_path)
+    # a teacher named by path: the card and the file name it by file name, never by this machine's path
+    teacher = f"teacher=[{pretrained.DEFAULT},{pretrained.weights_path(pretrained.DEFAULT)}]"
+    args = train_args(root, "--set", "freeze_epochs=0", "--set", teacher, config=FERPLUS_CONFIG, image_size=48)
+    ak(*args, cwd=tmp_path)
     dest = tmp_path / "dest"
     cmd = [sys.executable, ROOT / "scripts" / "ship_model.py", "run", "--name", "mini", "--version", "3"]
     cmd += ["--data", root, "--command", "affectkit train (test)", "--dest", dest]
@@ -253,5 +256,8 @@ def test_ship_model_turns_a_run_into_a_shipped_model(tmp_path, ferplus_root):
     card = (dest / "mini.md").read_text()
     assert "version 3" in card and entry["sha256"] in card and "affectkit train (test)" in card
     assert f"{entry['metrics']['accuracy']:.3f}" in card and "decisions about people" in card
+    shipped_file = pretrained.weights_path(pretrained.DEFAULT).name
+    assert f"teacher: ['{pretrained.DEFAULT}', '{shipped_file}']" in card
+    assert str(pretrained.weights_path(pretrained.DEFAULT).parent) not in card
     faces = Predictor.load(str(weights)).predict(np.zeros((48, 48, 3), np.uint8), detect=False)
     assert len(faces) == 1 and faces[0].valence is None and len(faces[0].probabilities) == 8

@@ -16,6 +16,7 @@ from affectkit.pretrained import HERE, sha256, write_safetensors
 
 CARD_TEMPLATE = "card.md.j2"
 LOCAL_KEYS = ("data", "out", "resume", "split_file", "cache_dir", "progress")
+MODEL_FILE_KEYS = ("teacher", "initial_checkpoint")  # models the run started from: named by file name only
 
 
 def ship_model(
@@ -40,7 +41,7 @@ def ship_model(
     ckpt = read_checkpoint(run)
     meta = dict(ckpt["affectkit"])
     # where the run read its data and wrote its files is this machine's business, not the shipped file's
-    meta["config"] = {k: v for k, v in (meta.get("config") or {}).items() if k not in LOCAL_KEYS}
+    meta["config"] = _portable_config(meta.get("config") or {})
     ckpt = {**ckpt, "affectkit": meta}
     weights = write_safetensors(ckpt, dest / f"{name}.safetensors", extra={"name": name, "version": version})
     weights.chmod(0o644)
@@ -70,6 +71,19 @@ def ship_model(
     (dest / f"{name}.md").write_text(render_card(facts), encoding="utf-8")
     _update_index(dest, name, version, weights.name, digest, summary, scores)
     return weights
+
+
+def _portable_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The run's config without this machine's paths: local keys dropped, the models it learned from (teacher,
+    initial checkpoint) by file name (a shipped model's name stays as it is)."""
+    out = {k: v for k, v in cfg.items() if k not in LOCAL_KEYS}
+    for key in MODEL_FILE_KEYS:
+        v = out.get(key)
+        if isinstance(v, list):
+            out[key] = [Path(str(m)).name for m in v]
+        elif v is not None:
+            out[key] = Path(str(v)).name
+    return out
 
 
 def _scores(weights: Path, data, split: str, tmp: Path, n_boot: int, seed: int) -> dict[str, Any]:
