@@ -166,10 +166,7 @@ def _build_into(
             it = [_decode_chunk(j) for j in _progress(jobs, len(jobs), progress, f"caching {n} images at {size}px")]
         bad = [b for part in it for b in part]
     if bad and strict:
-        raise ValueError(
-            f"{len(bad)} image(s) could not be decoded, first: {bad[0][1]}: fix or remove them "
-            "(without strict they are skipped with a warning)"
-        )
+        raise _undecodable(bad)
     ok = np.ones(n, dtype=bool)
     ok[[i for i, _ in bad]] = False
     meta = {
@@ -182,14 +179,19 @@ def _build_into(
     (folder / "meta.json").write_text(json.dumps(meta))
 
 
+def _undecodable(bad: list) -> ValueError:
+    """The error a strict run stops with when a store could not decode some of its images."""
+    return ValueError(
+        f"{len(bad)} image(s) could not be decoded, first: {bad[0][1]}: fix or remove them "
+        "(without strict they are skipped with a warning)"
+    )
+
+
 def warn_problems(store: ImageStore, strict: bool = False, warn: bool = True) -> None:
     """Name the files a store left out, every time it is used (a cached store skips them silently otherwise)."""
     bad = store.problems
     if bad and strict:
-        raise ValueError(
-            f"{len(bad)} image(s) could not be decoded, first: {bad[0][1]}: fix or remove them "
-            "(without strict they are skipped with a warning)"
-        )
+        raise _undecodable(bad)
     if not warn:
         return
     for _, msg in bad[:20]:
