@@ -76,7 +76,7 @@ def summarize(records: Records, scan: bool = True, strict: bool = False) -> dict
     """
     samples = list(records.samples)
     excluded = Counter(records.excluded)
-    problems = list(getattr(records, "problems", []))
+    problems = list(records.problems)
     if scan:
         samples, bad = scan_images(samples, strict=strict)
         for _, reason in bad:
